@@ -1,0 +1,293 @@
+//! One logged-in TCP socket: framing of received bytes into messages,
+//! applying the peer's acks to our queue, sending what the queue holds,
+//! heartbeats and the receive timeout.
+//!
+//! Received bytes land in one 8-byte aligned buffer that starts at
+//! `TCP_RECV_BUF_INIT_SIZE` and grows, only for a frame that needs it, up to
+//! `TCP_RECV_BUF_MAX_SIZE`. Three offsets walk it: `read` (the next message
+//! for the user), `parsed` (end of the complete frames) and `filled` (end of
+//! the received bytes). Headers are byte-swapped on every read rather than in
+//! place, so reparsing a partial frame after the next `recv` is harmless.
+
+use std::io::{self, Read, Write};
+use std::marker::PhantomData;
+use std::net::TcpStream;
+
+use zerocopy::{FromBytes, IntoBytes};
+
+use super::queue::{AckError, PtcpQueue};
+use crate::conf::Conf;
+use crate::error::CloseReason;
+use crate::msg::{Msg, MsgHeader, HEADER_SIZE, MSG_TYPE_HEARTBEAT};
+
+/// Why and with which errno a link closed.
+pub(crate) type Closed = (CloseReason, i32);
+
+/// A logged-in socket: its timers, its close reason, and sending.
+pub(crate) struct Link<C: Conf> {
+    stream: Option<TcpStream>,
+    closed: Option<Closed>,
+    recv_time: i64,
+    send_time: i64,
+    now: i64,
+    /// Unsent tail of a heartbeat whose write was partial.
+    hb_out: [u8; HEADER_SIZE],
+    hb_sent: usize,
+    _conf: PhantomData<C>,
+}
+
+impl<C: Conf> Link<C> {
+    /// A link over a connected socket, set non-blocking by the caller's login.
+    pub(crate) fn new(stream: TcpStream, now: i64) -> Self {
+        Link {
+            stream: Some(stream),
+            closed: None,
+            recv_time: now,
+            send_time: now,
+            now,
+            hb_out: [0; HEADER_SIZE],
+            hb_sent: HEADER_SIZE,
+            _conf: PhantomData,
+        }
+    }
+
+    /// Why the link closed, if it has.
+    #[inline]
+    pub(crate) fn closed(&self) -> Option<Closed> {
+        self.closed
+    }
+
+    /// Closes the socket now (the first reason given is kept).
+    pub(crate) fn close(&mut self, reason: CloseReason, errno: i32) {
+        if self.closed.is_none() {
+            self.closed = Some((reason, errno));
+        }
+        self.stream = None;
+    }
+
+    /// Heartbeat duty, called on every poll: when nothing was sent for
+    /// `HEARTBEAT_INTERVAL`, send what is pending, or else a heartbeat with
+    /// the current ack (0 in shm mode, where there is no queue).
+    pub(crate) fn heartbeat(&mut self, now: i64, queue: Option<&mut PtcpQueue<C>>) {
+        self.now = now;
+        if self.closed.is_some() || now - self.send_time < C::HEARTBEAT_INTERVAL {
+            return;
+        }
+        let ack = match queue {
+            Some(q) => {
+                if !q.all_sent() || self.hb_sent < HEADER_SIZE {
+                    self.send_pending(Some(q));
+                    return;
+                }
+                q.my_ack()
+            }
+            None => 0,
+        };
+        let hb = MsgHeader { size: HEADER_SIZE as u16, msg_type: MSG_TYPE_HEARTBEAT, ack_seq: ack };
+        self.hb_out.copy_from_slice(hb.swap_wire::<C>().as_bytes());
+        self.hb_sent = 0;
+        self.send_pending(None);
+    }
+
+    /// Writes as much as the socket takes: first a heartbeat's unsent tail,
+    /// then the queue's unsent messages. A partial write keeps its tail for
+    /// the next call, whatever its length.
+    pub(crate) fn send_pending(&mut self, mut queue: Option<&mut PtcpQueue<C>>) {
+        let Some(stream) = self.stream.as_mut() else { return };
+        let mut progressed = false;
+        let result = (|| -> io::Result<()> {
+            while self.hb_sent < HEADER_SIZE {
+                let n = write_some(stream, &self.hb_out[self.hb_sent..])?;
+                if n == 0 {
+                    return Ok(());
+                }
+                self.hb_sent += n;
+                progressed = true;
+            }
+            if let Some(q) = queue.as_deref_mut() {
+                loop {
+                    let chunk = q.sendable();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    let n = write_some(stream, chunk)?;
+                    if n == 0 {
+                        break;
+                    }
+                    q.sent(n);
+                    progressed = true;
+                }
+            }
+            Ok(())
+        })();
+        if progressed {
+            self.send_time = self.now;
+        }
+        if let Err(e) = result {
+            self.close(CloseReason::SendError, e.raw_os_error().unwrap_or(0));
+        }
+    }
+
+    /// The next application message in `rb`, receiving more bytes if none
+    /// is complete. Applies every received header's ack to `queue` (absent
+    /// in shm mode, where the socket carries only heartbeats and anything
+    /// else is skipped). `None` if nothing is complete or the link closed.
+    pub(crate) fn front<'b>(
+        &mut self,
+        rb: &'b mut RecvBuf<C>,
+        queue: Option<&mut PtcpQueue<C>>,
+    ) -> Option<Msg<'b>> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let shm_mode = queue.is_none();
+        if !rb.skip_to_message(shm_mode) {
+            self.receive(rb, queue);
+            if self.closed.is_some() || !rb.skip_to_message(shm_mode) {
+                return None;
+            }
+        }
+        Some(rb.front())
+    }
+
+    /// Receives once and frames what arrived.
+    fn receive(&mut self, rb: &mut RecvBuf<C>, mut queue: Option<&mut PtcpQueue<C>>) {
+        rb.make_room();
+        let Some(stream) = self.stream.as_mut() else { return };
+        let cap = rb.buf.len() * 8;
+        let filled = rb.filled;
+        if filled == cap {
+            // Full of complete frames the user has not popped yet.
+            return;
+        }
+        let res = loop {
+            match stream.read(&mut rb.buf.as_mut_bytes()[filled..cap]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        match res {
+            Ok(0) => return self.close(CloseReason::RemoteClose, 0),
+            Ok(n) => {
+                rb.filled += n;
+                self.recv_time = self.now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if self.now - self.recv_time > C::CONNECTION_TIMEOUT {
+                    self.close(CloseReason::Timeout, 0);
+                }
+                return;
+            }
+            Err(e) => return self.close(CloseReason::ReadError, e.raw_os_error().unwrap_or(0)),
+        }
+        while rb.filled - rb.parsed >= HEADER_SIZE {
+            let h = rb.header_at(rb.parsed);
+            if let Some(q) = queue.as_deref_mut() {
+                // Applied as soon as the header is in, before the body.
+                match q.ack(h.ack_seq) {
+                    Ok(()) => {}
+                    Err(AckError::OutOfRange) => return self.close(CloseReason::AckOutOfRange, 0),
+                    Err(AckError::Corrupt) => return self.close(CloseReason::PtcpFileCorrupt, 0),
+                }
+            }
+            if (h.size as usize) < HEADER_SIZE {
+                return self.close(CloseReason::InvalidMsgSize, 0);
+            }
+            let frame = h.padded_size();
+            if frame > C::TCP_RECV_BUF_MAX_SIZE {
+                return self.close(CloseReason::MsgTooLarge, 0);
+            }
+            if rb.filled - rb.parsed < frame {
+                break;
+            }
+            rb.parsed += frame;
+        }
+    }
+}
+
+/// The receive buffer of one socket: 8-byte aligned, growing from
+/// `TCP_RECV_BUF_INIT_SIZE` up to `TCP_RECV_BUF_MAX_SIZE` only for a frame
+/// that needs it. `read` is the next message for the user, `parsed` the end
+/// of the complete frames, `filled` the end of the received bytes.
+pub(crate) struct RecvBuf<C: Conf> {
+    buf: Vec<u64>,
+    read: usize,
+    parsed: usize,
+    filled: usize,
+    _conf: PhantomData<C>,
+}
+
+impl<C: Conf> RecvBuf<C> {
+    pub(crate) fn new() -> Self {
+        RecvBuf { buf: vec![0u64; C::TCP_RECV_BUF_INIT_SIZE / 8], read: 0, parsed: 0, filled: 0, _conf: PhantomData }
+    }
+
+    fn header_at(&self, off: usize) -> MsgHeader {
+        MsgHeader::read_from_prefix(&self.buf.as_bytes()[off..])
+            .map(|(h, _)| h)
+            .unwrap_or_default()
+            .swap_wire::<C>()
+    }
+
+    /// The complete message at `read` (the caller checked there is one).
+    fn front(&self) -> Msg<'_> {
+        let h = self.header_at(self.read);
+        let body = &self.buf.as_bytes()[self.read + HEADER_SIZE..self.read + h.size as usize];
+        Msg::new(h.msg_type, body)
+    }
+
+    /// Consumes the message `front` returned.
+    pub(crate) fn pop(&mut self) {
+        if self.read < self.parsed {
+            self.read += self.header_at(self.read).padded_size();
+        }
+    }
+
+    /// Skips heartbeats (and with `skip_all` everything) among the complete
+    /// frames; true if an application message is next.
+    fn skip_to_message(&mut self, skip_all: bool) -> bool {
+        while self.read < self.parsed {
+            let h = self.header_at(self.read);
+            if h.msg_type != MSG_TYPE_HEARTBEAT && !skip_all {
+                return true;
+            }
+            self.read += h.padded_size();
+        }
+        false
+    }
+
+    /// Before a receive: moves unread bytes to the front when more than half
+    /// the buffer is consumed or the partial frame at `parsed` would not fit,
+    /// and grows the buffer (up to the maximum) when that frame needs it.
+    fn make_room(&mut self) {
+        let cap = self.buf.len() * 8;
+        let frame_len = if self.filled - self.parsed >= HEADER_SIZE {
+            self.header_at(self.parsed).padded_size()
+        } else {
+            HEADER_SIZE
+        };
+        if self.read > 0 && (self.read * 2 >= self.filled || self.parsed + frame_len > cap) {
+            self.buf.as_mut_bytes().copy_within(self.read..self.filled, 0);
+            self.filled -= self.read;
+            self.parsed -= self.read;
+            self.read = 0;
+        }
+        let need = self.parsed + frame_len;
+        if need > cap && need <= C::TCP_RECV_BUF_MAX_SIZE {
+            let grown = need.next_power_of_two().clamp(cap, C::TCP_RECV_BUF_MAX_SIZE);
+            self.buf.resize(grown / 8, 0);
+        }
+    }
+}
+
+/// One `write`, retried on EINTR; `Ok(0)` when the socket would block.
+fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match stream.write(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

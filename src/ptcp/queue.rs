@@ -1,0 +1,673 @@
+//! The persistent send queue of a TCP connection, memory-mapped from
+//! `<ptcp_dir>/<local>_<remote>.ptcp`.
+//!
+//! The file is ours, not the C++ layout: a 64-byte header (magic, version,
+//! the Conf sizes it was made with, the indices) and then `TCP_QUEUE_SIZE`
+//! bytes of 8-byte blocks holding the unacknowledged messages in wire order,
+//! ready to be written to the socket as they are.
+//!
+//! The blocks form a ring: a message never wraps; when it does not fit before
+//! the end it starts at block 0 and `wrap_pos` records where the lap ended.
+//! The C++ queue compacts with `memmove` instead, which a crash in the middle
+//! leaves half-moved under indices that still point at the old place. Here
+//! every state change is one aligned 8-byte store of a packed index pair
+//! (`write_pos|wrap_pos`, `read_pos|read_seq`), ordered so that the file is
+//! consistent after a crash between any two instructions:
+//!
+//! * `write_pos >= read_pos`: the messages are `[read_pos, write_pos)`;
+//! * `write_pos < read_pos`: they are `[read_pos, wrap_pos)` then `[0, write_pos)`.
+
+use std::fs::OpenOptions;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use memmap2::MmapRaw;
+use zerocopy::{FromBytes, IntoBytes};
+
+use super::seq_not_before;
+use crate::conf::Conf;
+use crate::error::Error;
+use crate::msg::{MsgHeader, HEADER_SIZE};
+
+/// First bytes of every queue file of ours.
+pub const PTCP_MAGIC: [u8; 8] = *b"TCPSHMPQ";
+/// Version of the file layout.
+pub const PTCP_VERSION: u32 = 1;
+/// Bytes of the file header in front of the blocks.
+pub(crate) const FILE_HEADER_SIZE: usize = 64;
+const BLK: usize = 8;
+
+/// When the queue file is flushed to disk (`msync`). Without a flush, a
+/// crash of the process loses nothing (the page cache survives it); a power
+/// loss may lose what the kernel had not yet written back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Never flush, as the C++ original; the kernel writes back when it likes.
+    #[default]
+    Never,
+    /// Flush the changed pages on every push and every pop, before returning.
+    EveryPush,
+    /// Flush only when the user calls `Connection::flush`.
+    OnDemand,
+}
+
+impl Durability {
+    fn to_byte(self) -> u8 {
+        match self {
+            Durability::Never => 0,
+            Durability::EveryPush => 1,
+            Durability::OnDemand => 2,
+        }
+    }
+
+    /// Decodes the byte stored in a queue file header.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Durability::Never),
+            1 => Some(Durability::EveryPush),
+            2 => Some(Durability::OnDemand),
+            _ => None,
+        }
+    }
+}
+
+/// The file header. Indices count 8-byte blocks.
+#[repr(C)]
+pub(crate) struct FileHeader {
+    pub(crate) magic: [u8; 8],
+    pub(crate) version: u32,
+    pub(crate) queue_size: u32,
+    pub(crate) name_size: u32,
+    pub(crate) little_endian: u8,
+    pub(crate) durability: AtomicU8,
+    _pad: [u8; 2],
+    /// `write_pos | wrap_pos << 32`.
+    pub(crate) write: AtomicU64,
+    /// `read_pos | read_seq << 32`: oldest unacknowledged message and its number.
+    pub(crate) read: AtomicU64,
+    /// Number of the peer's messages consumed.
+    pub(crate) ack_seq: AtomicU32,
+    _reserved: [u8; 20],
+}
+
+const _: () = assert!(std::mem::size_of::<FileHeader>() == FILE_HEADER_SIZE);
+
+fn pack(lo: u32, hi: u32) -> u64 {
+    lo as u64 | (hi as u64) << 32
+}
+
+fn unpack(v: u64) -> (u32, u32) {
+    (v as u32, (v >> 32) as u32)
+}
+
+/// The file holds something impossible; the connection cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Corrupt;
+
+/// Why a peer's ack was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckError {
+    /// The peer acknowledged messages beyond `seq_end`.
+    OutOfRange,
+    /// Walking the acknowledged messages met an impossible size.
+    Corrupt,
+}
+
+/// The persistent queue of one connection's outgoing TCP messages.
+pub(crate) struct PtcpQueue<C: Conf> {
+    map: MmapRaw,
+    path: PathBuf,
+    write_pos: u32,
+    wrap_pos: u32,
+    read_pos: u32,
+    read_seq: u32,
+    ack_seq: u32,
+    /// Messages between read and write (so `seq_end = read_seq + msg_count`).
+    msg_count: u32,
+    /// Byte offset of the next byte to write to the socket.
+    send_pos: usize,
+    /// Size (header included) and block of the allocated, unpushed message.
+    pending_size: u16,
+    pending_pos: u32,
+    durability: Durability,
+    _conf: PhantomData<C>,
+}
+
+impl<C: Conf> PtcpQueue<C> {
+    const BLOCKS: u32 = (C::TCP_QUEUE_SIZE / BLK) as u32;
+    const FILE_SIZE: u64 = (FILE_HEADER_SIZE + C::TCP_QUEUE_SIZE) as u64;
+
+    /// Opens the queue file at `path`, creating it empty if it does not exist.
+    /// An existing file is validated: magic, version, the Conf sizes, and a
+    /// walk over every queued message.
+    pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, Error> {
+        if !path.exists() {
+            Self::create(path)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::file("open ptcp file", path, e))?;
+        let len = file.metadata().map_err(|e| Error::file("stat ptcp file", path, e))?.len();
+        let corrupt = |detail: String| Error::FileCorrupt { path: path.to_owned(), detail };
+        if len != Self::FILE_SIZE {
+            return Err(corrupt(format!(
+                "file has {len} bytes, this configuration's queue file has {}",
+                Self::FILE_SIZE
+            )));
+        }
+        let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap ptcp file", path, e))?;
+        let mut q = PtcpQueue {
+            map,
+            path: path.to_owned(),
+            write_pos: 0,
+            wrap_pos: 0,
+            read_pos: 0,
+            read_seq: 0,
+            ack_seq: 0,
+            msg_count: 0,
+            send_pos: 0,
+            pending_size: 0,
+            pending_pos: 0,
+            durability,
+            _conf: PhantomData,
+        };
+        q.load().map_err(corrupt)?;
+        q.hdr().durability.store(durability.to_byte(), Relaxed);
+        Ok(q)
+    }
+
+    /// Writes a new empty file beside `path` and renames it into place, so a
+    /// crash never leaves a half-made file under the real name.
+    fn create(path: &Path) -> Result<(), Error> {
+        let mut header = [0u8; FILE_HEADER_SIZE];
+        header[..8].copy_from_slice(&PTCP_MAGIC);
+        header[8..12].copy_from_slice(&PTCP_VERSION.to_ne_bytes());
+        header[12..16].copy_from_slice(&(C::TCP_QUEUE_SIZE as u32).to_ne_bytes());
+        header[16..20].copy_from_slice(&(C::NAME_SIZE as u32).to_ne_bytes());
+        header[20] = C::TO_LITTLE_ENDIAN as u8;
+        let tmp = path.with_extension("ptcp.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&header)?;
+            f.set_len(Self::FILE_SIZE)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| Error::file("create ptcp file", path, e))
+    }
+
+    fn hdr(&self) -> &FileHeader {
+        // SAFETY: the mapping is page-aligned and at least FILE_HEADER_SIZE
+        // bytes (its length was checked in `open`), lives as long as `self`,
+        // and FileHeader is repr(C) of plain bytes and atomics, valid for any
+        // bit pattern. The header bytes are never reached through the block
+        // slices below, which start after it; fields that change are atomics.
+        unsafe { &*(self.map.as_ptr() as *const FileHeader) }
+    }
+
+    /// Blocks `[pos, pos + len)` (in bytes) of the ring; None if out of range.
+    fn bytes(&self, off: usize, len: usize) -> Option<&[u8]> {
+        (off.checked_add(len)? <= C::TCP_QUEUE_SIZE).then(|| {
+            // SAFETY: the range lies inside the blocks (checked above), which
+            // lie inside the mapping after the header; `&self` keeps the
+            // mapping alive and `bytes_mut` (needing `&mut self`) from
+            // producing an overlapping mutable slice meanwhile.
+            unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(FILE_HEADER_SIZE + off), len) }
+        })
+    }
+
+    fn bytes_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
+        (off.checked_add(len)? <= C::TCP_QUEUE_SIZE).then(|| {
+            // SAFETY: as in `bytes`; `&mut self` makes this the only slice.
+            unsafe {
+                std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(FILE_HEADER_SIZE + off), len)
+            }
+        })
+    }
+
+    /// Reads and validates the header and the queued messages.
+    fn load(&mut self) -> Result<(), String> {
+        let h = self.hdr();
+        if h.magic != PTCP_MAGIC {
+            return Err("not a tcpshm queue file (bad magic)".into());
+        }
+        if h.version != PTCP_VERSION {
+            return Err(format!("queue file version {} (this library reads {PTCP_VERSION})", h.version));
+        }
+        if h.queue_size as usize != C::TCP_QUEUE_SIZE
+            || h.name_size as usize != C::NAME_SIZE
+            || h.little_endian != C::TO_LITTLE_ENDIAN as u8
+        {
+            return Err(format!(
+                "made with TCP_QUEUE_SIZE {}, NAME_SIZE {}, TO_LITTLE_ENDIAN {}; this configuration differs",
+                h.queue_size,
+                h.name_size,
+                h.little_endian != 0
+            ));
+        }
+        let (write_pos, wrap_pos) = unpack(h.write.load(Relaxed));
+        let (read_pos, read_seq) = unpack(h.read.load(Relaxed));
+        let ack_seq = h.ack_seq.load(Relaxed);
+        let n = Self::BLOCKS;
+        if write_pos > n || read_pos > n || (write_pos < read_pos && !(read_pos..=n).contains(&wrap_pos)) {
+            return Err(format!("impossible indices read {read_pos} write {write_pos} wrap {wrap_pos}"));
+        }
+        (self.write_pos, self.wrap_pos, self.read_pos) = (write_pos, wrap_pos, read_pos);
+        (self.read_seq, self.ack_seq) = (read_seq, ack_seq);
+        let mut pos = read_pos;
+        let mut count = 0u32;
+        while let Some(p) = self.next_pos(pos) {
+            let h = self.header_at(p).ok_or("message runs past the end of the queue")?;
+            if !seq_not_before(ack_seq, h.ack_seq) {
+                return Err(format!("message {count} carries ack {} beyond the file's ack {ack_seq}", h.ack_seq));
+            }
+            pos = p + self.msg_blocks(p, h).ok_or("message size invalid")?;
+            count += 1;
+        }
+        self.msg_count = count;
+        self.send_pos = self.read_pos as usize * BLK;
+        Ok(())
+    }
+
+    fn wrapped(&self) -> bool {
+        self.write_pos < self.read_pos
+    }
+
+    /// The block of the message at or after `pos` in queue order (following
+    /// the wrap), or None at the end of the queue.
+    fn next_pos(&self, pos: u32) -> Option<u32> {
+        let pos = if self.wrapped() && pos == self.wrap_pos { 0 } else { pos };
+        (pos != self.write_pos).then_some(pos)
+    }
+
+    fn header_at(&self, pos: u32) -> Option<MsgHeader> {
+        let b = self.bytes(pos as usize * BLK, HEADER_SIZE)?;
+        Some(MsgHeader::read_from_bytes(b).ok()?.swap_wire::<C>())
+    }
+
+    /// Blocks of the message at `pos` with header `h`, if it lies inside its segment.
+    fn msg_blocks(&self, pos: u32, h: MsgHeader) -> Option<u32> {
+        let blocks = (h.size as usize).div_ceil(BLK) as u32;
+        let seg_end = if self.wrapped() && pos >= self.read_pos { self.wrap_pos } else { self.write_pos };
+        (h.size as usize >= HEADER_SIZE && pos + blocks <= seg_end).then_some(blocks)
+    }
+
+    /// `(ack_seq, seq_start, seq_end)` as the login exchanges them.
+    pub(crate) fn seqs(&self) -> (u32, u32, u32) {
+        (self.ack_seq, self.read_seq, self.read_seq.wrapping_add(self.msg_count))
+    }
+
+    /// Number of the peer's messages consumed.
+    #[inline]
+    pub(crate) fn my_ack(&self) -> u32 {
+        self.ack_seq
+    }
+
+    /// Counts one more peer message as consumed (a pop).
+    #[inline]
+    pub(crate) fn inc_ack(&mut self) {
+        self.ack_seq = self.ack_seq.wrapping_add(1);
+        self.hdr().ack_seq.store(self.ack_seq, Relaxed);
+        if self.durability == Durability::EveryPush {
+            let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
+        }
+    }
+
+    /// Reserves room for a body of `body_len` bytes; false if it does not fit.
+    pub(crate) fn alloc(&mut self, body_len: usize) -> bool {
+        let size = body_len + HEADER_SIZE;
+        if size > u16::MAX as usize {
+            return false;
+        }
+        let need = size.div_ceil(BLK) as u32;
+        let n = Self::BLOCKS;
+        let pos = if !self.wrapped() {
+            if self.write_pos + need <= n {
+                self.write_pos
+            } else if self.write_pos == self.read_pos {
+                if need > n {
+                    return false;
+                }
+                self.relocate_empty();
+                0
+            } else if need < self.read_pos {
+                0
+            } else {
+                return false;
+            }
+        } else if self.write_pos + need < self.read_pos {
+            self.write_pos
+        } else {
+            return false;
+        };
+        self.pending_pos = pos;
+        self.pending_size = size as u16;
+        true
+    }
+
+    /// Moves an empty queue's indices to block 0, consistent at every step.
+    fn relocate_empty(&mut self) {
+        let at = self.write_pos;
+        // write 0 < read: the queue reads as [at, at) + [0, 0), empty.
+        self.hdr().write.store(pack(0, at), Relaxed);
+        // read 0 == write 0: empty.
+        self.hdr().read.store(pack(0, self.read_seq), Relaxed);
+        (self.write_pos, self.wrap_pos, self.read_pos, self.send_pos) = (0, at, 0, 0);
+    }
+
+    /// The body of the allocated message.
+    #[inline]
+    pub(crate) fn pending_body(&mut self) -> &mut [u8] {
+        let off = self.pending_pos as usize * BLK + HEADER_SIZE;
+        let len = (self.pending_size as usize).saturating_sub(HEADER_SIZE);
+        self.bytes_mut(off, len).unwrap_or_default()
+    }
+
+    /// Commits the allocated message with the current ack; a no-op if nothing
+    /// is allocated. It is queued; sending is the link's business.
+    pub(crate) fn push(&mut self, msg_type: u16) {
+        if self.pending_size == 0 {
+            return;
+        }
+        let size = self.pending_size as usize;
+        let pos = self.pending_pos;
+        let blocks = size.div_ceil(BLK) as u32;
+        let header = MsgHeader { size: size as u16, msg_type, ack_seq: self.ack_seq }.swap_wire::<C>();
+        if let Some(b) = self.bytes_mut(pos as usize * BLK, blocks as usize * BLK) {
+            b[..HEADER_SIZE].copy_from_slice(header.as_bytes());
+            b[size..].fill(0);
+        }
+        let (write_pos, wrap_pos) = if pos == self.write_pos {
+            (pos + blocks, self.wrap_pos)
+        } else {
+            (blocks, self.write_pos) // started the next lap
+        };
+        self.hdr().write.store(pack(write_pos, wrap_pos), Relaxed);
+        (self.write_pos, self.wrap_pos) = (write_pos, wrap_pos);
+        self.msg_count += 1;
+        self.pending_size = 0;
+        if self.durability == Durability::EveryPush {
+            let _ = self.map.flush_range(FILE_HEADER_SIZE + pos as usize * BLK, blocks as usize * BLK);
+            let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
+        }
+    }
+
+    /// The next contiguous bytes to write to the socket (empty if all is sent).
+    pub(crate) fn sendable(&mut self) -> &[u8] {
+        if self.wrapped() && self.send_pos == self.wrap_pos as usize * BLK {
+            self.send_pos = 0;
+        }
+        let end = if self.wrapped() && self.send_pos >= self.read_pos as usize * BLK {
+            self.wrap_pos as usize * BLK
+        } else {
+            self.write_pos as usize * BLK
+        };
+        let start = self.send_pos.min(end);
+        self.bytes(start, end - start).unwrap_or_default()
+    }
+
+    /// Records that `n` bytes of [`sendable`](Self::sendable) were written.
+    pub(crate) fn sent(&mut self, n: usize) {
+        self.send_pos += n;
+    }
+
+    /// Whether everything queued has been written to the socket.
+    pub(crate) fn all_sent(&self) -> bool {
+        self.send_pos == self.write_pos as usize * BLK
+    }
+
+    /// Bytes from the oldest queued message to the send position.
+    fn sent_span(&self) -> usize {
+        let read = self.read_pos as usize * BLK;
+        if self.wrapped() && self.send_pos < read {
+            (self.wrap_pos - self.read_pos) as usize * BLK + self.send_pos
+        } else {
+            self.send_pos - read
+        }
+    }
+
+    /// Applies the peer's ack: drops every message numbered below `ack`.
+    /// Stale acks (at or below `seq_start`) are ignored, as resent messages
+    /// carry the ack of their push time; acks beyond `seq_end` are refused.
+    pub(crate) fn ack(&mut self, ack: u32) -> Result<(), AckError> {
+        let n = ack.wrapping_sub(self.read_seq);
+        if n as i32 <= 0 {
+            return Ok(());
+        }
+        if n > self.msg_count {
+            return Err(AckError::OutOfRange);
+        }
+        let sent_span = self.sent_span();
+        let mut pos = self.read_pos;
+        for _ in 0..n {
+            pos = self.next_pos(pos).ok_or(AckError::Corrupt)?;
+            let h = self.header_at(pos).ok_or(AckError::Corrupt)?;
+            pos += self.msg_blocks(pos, h).ok_or(AckError::Corrupt)?;
+        }
+        let dropped = if self.wrapped() && pos < self.read_pos {
+            (self.wrap_pos - self.read_pos + pos) as usize * BLK
+        } else {
+            (pos - self.read_pos) as usize * BLK
+        };
+        if self.wrapped() && pos == self.wrap_pos {
+            pos = 0;
+        }
+        self.hdr().read.store(pack(pos, ack), Relaxed);
+        (self.read_pos, self.read_seq) = (pos, ack);
+        self.msg_count -= n;
+        if dropped > sent_span {
+            self.send_pos = pos as usize * BLK;
+        }
+        Ok(())
+    }
+
+    /// Applies the ack of a login and rewinds sending to the oldest message.
+    pub(crate) fn login_ack(&mut self, ack: u32) -> Result<(), AckError> {
+        self.ack(ack)?;
+        self.send_pos = self.read_pos as usize * BLK;
+        Ok(())
+    }
+
+    /// Empties the queue and zeroes the sequence numbers (a new server name).
+    /// Every intermediate state is a consistent, empty-or-shrinking queue.
+    pub(crate) fn reset(&mut self) {
+        let h = self.hdr();
+        h.read.store(pack(self.write_pos, self.read_seq), Relaxed);
+        h.write.store(pack(0, self.write_pos), Relaxed);
+        h.read.store(0, Relaxed);
+        h.write.store(0, Relaxed);
+        h.ack_seq.store(0, Relaxed);
+        (self.write_pos, self.wrap_pos, self.read_pos, self.read_seq) = (0, 0, 0, 0);
+        (self.ack_seq, self.msg_count, self.send_pos, self.pending_size) = (0, 0, 0, 0);
+        if self.durability != Durability::Never {
+            let _ = self.map.flush();
+        }
+    }
+
+    /// Flushes the whole file to disk.
+    pub(crate) fn flush(&self) -> std::io::Result<()> {
+        self.map.flush()
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Small;
+    impl Conf for Small {
+        const TCP_QUEUE_SIZE: usize = 256; // 32 blocks
+        type LoginUserData = u8;
+        type LoginRspUserData = u8;
+        type ConnectionUserData = ();
+    }
+
+    fn push(q: &mut PtcpQueue<Small>, t: u16, body: &[u8]) -> bool {
+        if !q.alloc(body.len()) {
+            return false;
+        }
+        q.pending_body().copy_from_slice(body);
+        q.push(t);
+        true
+    }
+
+    /// Parses a byte stream of frames into (type, ack, body) triples.
+    fn frames(mut s: &[u8]) -> Vec<(u16, u32, Vec<u8>)> {
+        let mut out = vec![];
+        while !s.is_empty() {
+            let h = MsgHeader::read_from_prefix(s).unwrap().0.swap_wire::<Small>();
+            out.push((h.msg_type, h.ack_seq, s[8..h.size as usize].to_vec()));
+            s = &s[h.padded_size()..];
+        }
+        out
+    }
+
+    fn drain(q: &mut PtcpQueue<Small>) -> Vec<u8> {
+        let mut out = vec![];
+        loop {
+            let b = q.sendable().to_vec();
+            if b.is_empty() {
+                return out;
+            }
+            q.sent(b.len());
+            out.extend(b);
+        }
+    }
+
+    #[test]
+    fn survives_reopen_with_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a_b.ptcp");
+        {
+            let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+            assert_eq!(q.seqs(), (0, 0, 0));
+            assert!(push(&mut q, 5, b"hello"));
+            q.inc_ack();
+            assert!(push(&mut q, 6, b"world!!!!"));
+            assert_eq!(frames(&drain(&mut q)), vec![(5, 0, b"hello".to_vec()), (6, 1, b"world!!!!".to_vec())]);
+        }
+        let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        assert_eq!(q.seqs(), (1, 0, 2));
+        q.login_ack(1).unwrap();
+        assert_eq!(frames(&drain(&mut q)), vec![(6, 1, b"world!!!!".to_vec())]);
+        assert_eq!(q.seqs(), (1, 1, 2));
+    }
+
+    #[test]
+    fn ring_wraps_and_resends_in_order_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a_b.ptcp");
+        let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        let (mut next, mut acked) = (0u32, 0u32);
+        let mut stream = vec![];
+        for round in 0..500u32 {
+            let len = (round as usize * 13) % 60;
+            let body: Vec<u8> = (0..len).map(|i| (next as usize + i) as u8).collect();
+            if push(&mut q, 1, &body) {
+                next += 1;
+            }
+            stream.extend(frames(&drain(&mut q)));
+            if round % 3 == 0 {
+                // Ack part of what was sent.
+                acked += (next - acked) / 2;
+                q.ack(acked).unwrap();
+            }
+            if round % 50 == 0 {
+                // Reopen: the peer acked `acked`, resend from there.
+                drop(q);
+                q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+                assert_eq!(q.seqs().1, acked);
+                assert_eq!(q.seqs().2, next);
+                q.login_ack(acked).unwrap();
+                stream.truncate(acked as usize);
+            }
+        }
+        stream.extend(frames(&drain(&mut q)));
+        assert_eq!(stream.len(), next as usize);
+        for (i, (_, _, body)) in stream.iter().enumerate() {
+            let len = body.len();
+            assert!(body.iter().enumerate().all(|(j, &b)| b == (i + j) as u8), "msg {i} len {len}");
+        }
+    }
+
+    #[test]
+    fn full_queue_refuses_and_ack_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = PtcpQueue::<Small>::open(&dir.path().join("x"), Durability::EveryPush).unwrap();
+        let mut n = 0;
+        while push(&mut q, 1, &[7; 56]) {
+            n += 1;
+        }
+        assert_eq!(n, 4, "4 x 64 bytes fill 256");
+        assert!(!q.alloc(300), "larger than the queue");
+        drain(&mut q);
+        q.ack(1).unwrap();
+        // Not wrapped yet: a new message must go to block 0, behind read_pos 8.
+        assert!(!push(&mut q, 1, &[7; 56]), "strictly less than read_pos is required");
+        assert!(push(&mut q, 1, &[7; 48]));
+        assert_eq!(q.seqs(), (0, 1, 5));
+        assert_eq!(q.ack(7), Err(AckError::OutOfRange));
+        q.ack(5).unwrap();
+        assert_eq!(q.seqs(), (0, 5, 5));
+        assert!(q.all_sent());
+    }
+
+    #[test]
+    fn ack_of_unsent_messages_moves_send_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = PtcpQueue::<Small>::open(&dir.path().join("x"), Durability::Never).unwrap();
+        push(&mut q, 1, b"a");
+        push(&mut q, 2, b"b");
+        q.ack(1).unwrap();
+        assert_eq!(frames(&drain(&mut q)), vec![(2, 0, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn reset_empties_and_zeroes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        push(&mut q, 1, b"a");
+        q.inc_ack();
+        q.reset();
+        assert_eq!(q.seqs(), (0, 0, 0));
+        assert!(drain(&mut q).is_empty());
+        drop(q);
+        assert_eq!(PtcpQueue::<Small>::open(&path, Durability::Never).unwrap().seqs(), (0, 0, 0));
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, vec![0u8; 64 + 256]).unwrap();
+        assert!(matches!(PtcpQueue::<Small>::open(&path, Durability::Never), Err(Error::FileCorrupt { .. })));
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(PtcpQueue::<Small>::open(&path, Durability::Never), Err(Error::FileCorrupt { .. })));
+        // A file of another configuration.
+        std::fs::remove_file(&path).unwrap();
+        drop(PtcpQueue::<crate::conf::DefaultConf>::open(&path, Durability::Never).unwrap());
+        assert!(PtcpQueue::<Small>::open(&path, Durability::Never).is_err());
+        // A message whose size runs past write_pos.
+        std::fs::remove_file(&path).unwrap();
+        let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        push(&mut q, 1, b"abc");
+        drop(q);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[64] = 200;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(PtcpQueue::<Small>::open(&path, Durability::Never).is_err());
+        bytes[64] = 4; // below the header size
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(PtcpQueue::<Small>::open(&path, Durability::Never).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The mapping of one shared-memory queue object and its fixed layout.
+//!
+//! For `Q = SHM_QUEUE_SIZE` bytes of 64-byte blocks the object is `Q + 256`
+//! bytes: the blocks, then the producer's line (write_idx, read_idx_cache)
+//! aligned to 128, then the consumer's line (read_idx) aligned to 128. The two
+//! indices live on separate cache-line pairs so producer and consumer never
+//! share a line (128 covers adjacent-line prefetch). The layout is the C++
+//! original's, so it is spelled out here instead of borrowed from a padding
+//! type whose alignment varies by target.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+
+use memmap2::MmapRaw;
+
+use crate::error::Error;
+
+/// Where POSIX shared-memory objects live on Linux (`shm_open` uses it).
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// Bytes of one queue block: a cache line.
+pub(crate) const BLOCK: usize = 64;
+/// Bytes after the blocks: the producer's and the consumer's 128-byte lines.
+const TRAILER: usize = 256;
+const WRITE_IDX_OFF: usize = 0;
+const READ_IDX_OFF: usize = 128;
+
+/// A mapped queue object: `blocks() * 64` bytes of blocks and two indices.
+pub(crate) struct ShmRegion {
+    map: MmapRaw,
+    blocks: u32,
+    path: PathBuf,
+}
+
+impl ShmRegion {
+    /// Opens (creating if needed, mode 0666) and maps the object at `path`
+    /// for a queue of `queue_size` bytes. A new object is sized; an object of
+    /// any other size is from another configuration and is refused.
+    pub(crate) fn open(path: &Path, queue_size: usize) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            .open(path)
+            .map_err(|e| Error::file("open shm", path, e))?;
+        let want = (queue_size + TRAILER) as u64;
+        let len = file.metadata().map_err(|e| Error::file("stat shm", path, e))?.len();
+        if len == 0 {
+            file.set_len(want).map_err(|e| Error::file("ftruncate shm", path, e))?;
+        } else if len != want {
+            return Err(Error::FileCorrupt {
+                path: path.to_owned(),
+                detail: format!("shm object has {len} bytes, this configuration needs {want}"),
+            });
+        }
+        Self::map(file, path, queue_size)
+    }
+
+    fn map(file: File, path: &Path, queue_size: usize) -> Result<Self, Error> {
+        let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap shm", path, e))?;
+        debug_assert_eq!(map.len(), queue_size + TRAILER);
+        Ok(ShmRegion { map, blocks: (queue_size / BLOCK) as u32, path: path.to_owned() })
+    }
+
+    /// Number of 64-byte blocks (a power of two).
+    #[inline]
+    pub(crate) fn blocks(&self) -> u32 {
+        self.blocks
+    }
+
+    /// The object's path, for error reports.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pointer to the start of block `i % blocks()`.
+    #[inline]
+    pub(crate) fn block_ptr(&self, idx: u32) -> *mut u8 {
+        let i = (idx & (self.blocks - 1)) as usize;
+        // SAFETY: i < blocks, and blocks * BLOCK bytes lie inside the mapping
+        // (checked by `open`: the object is exactly queue_size + TRAILER bytes).
+        unsafe { self.map.as_mut_ptr().add(i * BLOCK) }
+    }
+
+    fn index(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: the offset lies inside the trailer of the mapping, which is
+        // page-aligned, so `blocks*64 + off` is 4-aligned; the mapping lives as
+        // long as `self`; every process touches these words only atomically
+        // (the C++ side through aligned 32-bit loads and stores, which are
+        // atomic on the hardware it runs on).
+        unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + off) as *const AtomicU32) }
+    }
+
+    /// The producer's free-running block index.
+    #[inline]
+    pub(crate) fn write_idx(&self) -> &AtomicU32 {
+        self.index(WRITE_IDX_OFF)
+    }
+
+    /// The consumer's free-running block index.
+    #[inline]
+    pub(crate) fn read_idx(&self) -> &AtomicU32 {
+        self.index(READ_IDX_OFF)
+    }
+
+    /// Zeroes the whole object (a reset after the peer's name changed).
+    /// Only while neither side is using it: the login handshake guarantees it.
+    pub(crate) fn zero(&mut self) {
+        // SAFETY: the range is exactly the mapping; `&mut self` means no
+        // reference into it is alive in this process.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr(), 0, self.map.len()) }
+    }
+}

@@ -1,0 +1,350 @@
+//! Producer and consumer ends of the shared-memory SPSC variable-size queue.
+//!
+//! Each end keeps its own index in a local field (the truth for this process)
+//! and publishes it with a release store; it reads the other end's index with
+//! an acquire load, and validates it before using it: the other end is another
+//! process, possibly not ours, possibly broken.
+
+use std::sync::atomic::Ordering::{Acquire, Release};
+
+use super::layout::{ShmRegion, BLOCK};
+use crate::msg::{Msg, MsgHeader, HEADER_SIZE};
+
+/// Blocks taken by a message of `size` bytes (header included).
+#[inline]
+fn blocks_for(size: usize) -> u32 {
+    size.div_ceil(BLOCK) as u32
+}
+
+/// Whether `a` is at or after `b` in free-running u32 index space.
+#[inline]
+fn not_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+/// The writing end of a queue.
+pub(crate) struct ShmSender {
+    region: ShmRegion,
+    /// Next free block (free-running); published on push.
+    write_idx: u32,
+    /// Last read_idx seen; refreshed only when the queue looks full.
+    read_idx_cache: u32,
+    /// Size (header included) of the allocated, not yet pushed message.
+    pending_size: u16,
+}
+
+/// The reading end of a queue.
+pub(crate) struct ShmReceiver {
+    region: ShmRegion,
+    /// Next block to read (free-running); published on pop.
+    read_idx: u32,
+    /// Blocks of the message last returned by `front`, consumed by `pop`.
+    front_blocks: u32,
+}
+
+/// The peer's indices or sizes are impossible; the queue cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Corrupt;
+
+impl ShmSender {
+    /// Takes the producer end of `region`, checking the indices it holds.
+    pub(crate) fn new(region: ShmRegion) -> Result<Self, Corrupt> {
+        let write_idx = region.write_idx().load(Acquire);
+        let read_idx = region.read_idx().load(Acquire);
+        if write_idx.wrapping_sub(read_idx) > region.blocks() {
+            return Err(Corrupt);
+        }
+        Ok(ShmSender { region, write_idx, read_idx_cache: read_idx, pending_size: 0 })
+    }
+
+    /// Reserves room for a body of `body_len` bytes; false if the queue is
+    /// full (or the consumer's index is impossible, which looks the same).
+    pub(crate) fn alloc(&mut self, body_len: usize) -> bool {
+        let size = body_len + HEADER_SIZE;
+        if size > u16::MAX as usize {
+            return false;
+        }
+        let n = self.region.blocks();
+        let need = blocks_for(size);
+        let pad = n - (self.write_idx & (n - 1));
+        let rewind = need > pad;
+        // The consumer must have passed this block for the message to fit.
+        let min_read = self
+            .write_idx
+            .wrapping_add(need)
+            .wrapping_add(if rewind { pad } else { 0 })
+            .wrapping_sub(n);
+        if need > n {
+            return false;
+        }
+        if !not_before(self.read_idx_cache, min_read) {
+            let read_idx = self.region.read_idx().load(Acquire);
+            if self.write_idx.wrapping_sub(read_idx) > n || !not_before(read_idx, min_read) {
+                return false;
+            }
+            self.read_idx_cache = read_idx;
+        }
+        if rewind {
+            // A zero size tells the consumer to skip to the next lap.
+            self.write_header(MsgHeader::default());
+            self.write_idx = self.write_idx.wrapping_add(pad);
+        }
+        self.pending_size = size as u16;
+        true
+    }
+
+    /// The body of the allocated message.
+    #[inline]
+    pub(crate) fn pending_body(&mut self) -> &mut [u8] {
+        let len = self.pending_size.saturating_sub(HEADER_SIZE as u16) as usize;
+        // SAFETY: `alloc` checked that the blocks from write_idx hold
+        // `pending_size` bytes without wrapping, inside the mapping, and that
+        // the consumer has released them; the consumer does not read them
+        // before write_idx is published, so this process has them to itself.
+        // `&mut self` makes this the only live reference into them.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.region.block_ptr(self.write_idx).add(HEADER_SIZE), len)
+        }
+    }
+
+    /// Publishes the allocated message; a no-op if nothing is allocated.
+    #[inline]
+    pub(crate) fn push(&mut self, msg_type: u16) {
+        if self.pending_size == 0 {
+            return;
+        }
+        let size = self.pending_size;
+        self.write_header(MsgHeader { size, msg_type, ack_seq: 0 });
+        self.write_idx = self.write_idx.wrapping_add(blocks_for(size as usize));
+        self.pending_size = 0;
+        self.region.write_idx().store(self.write_idx, Release);
+    }
+
+    #[inline]
+    fn write_header(&mut self, h: MsgHeader) {
+        // SAFETY: block_ptr is 64-aligned and inside the mapping; the block is
+        // ours until write_idx is published (see `pending_body`).
+        unsafe { (self.region.block_ptr(self.write_idx) as *mut MsgHeader).write_volatile(h) }
+    }
+
+    /// Messages published and not yet consumed, in blocks.
+    #[cfg(test)]
+    pub(crate) fn depth(&self) -> u32 {
+        self.write_idx.wrapping_sub(self.region.read_idx().load(Acquire))
+    }
+
+    /// Zeroes the object and starts over.
+    pub(crate) fn reset(&mut self) {
+        self.region.zero();
+        self.write_idx = 0;
+        self.read_idx_cache = 0;
+        self.pending_size = 0;
+    }
+
+    /// The mapped object's path.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.region.path()
+    }
+}
+
+impl ShmReceiver {
+    /// Takes the consumer end of `region`, checking the indices it holds.
+    pub(crate) fn new(region: ShmRegion) -> Result<Self, Corrupt> {
+        let write_idx = region.write_idx().load(Acquire);
+        let read_idx = region.read_idx().load(Acquire);
+        if write_idx.wrapping_sub(read_idx) > region.blocks() {
+            return Err(Corrupt);
+        }
+        Ok(ShmReceiver { region, read_idx, front_blocks: 0 })
+    }
+
+    /// The next message, in place; `Ok(None)` if the queue is empty.
+    #[inline]
+    pub(crate) fn front(&mut self) -> Result<Option<Msg<'_>>, Corrupt> {
+        let n = self.region.blocks();
+        let write_idx = self.region.write_idx().load(Acquire);
+        if write_idx == self.read_idx {
+            return Ok(None);
+        }
+        let mut avail = write_idx.wrapping_sub(self.read_idx);
+        if avail > n {
+            return Err(Corrupt);
+        }
+        let mut header = self.read_header();
+        if header.size == 0 {
+            // Rewind marker: the producer continued at block 0 of the next lap.
+            let skip = n - (self.read_idx & (n - 1));
+            if skip > avail {
+                return Err(Corrupt);
+            }
+            self.read_idx = self.read_idx.wrapping_add(skip);
+            avail -= skip;
+            if avail == 0 {
+                return Ok(None);
+            }
+            header = self.read_header();
+        }
+        let size = header.size as usize;
+        let blocks = blocks_for(size);
+        let pos = self.read_idx & (n - 1);
+        if size < HEADER_SIZE || blocks > avail || pos + blocks > n {
+            return Err(Corrupt);
+        }
+        self.front_blocks = blocks;
+        // SAFETY: the message's blocks were validated above to lie between
+        // read_idx and the published write_idx, inside the mapping, without
+        // wrapping; the producer does not touch them until we publish a
+        // read_idx past them (`pop`, which needs `&mut self`, ending this
+        // borrow). `size` was read once, so a producer that breaks the
+        // protocol can change the bytes we see but not the slice's bounds.
+        let body = unsafe {
+            std::slice::from_raw_parts(
+                self.region.block_ptr(self.read_idx).add(HEADER_SIZE),
+                size - HEADER_SIZE,
+            )
+        };
+        Ok(Some(Msg::new(header.msg_type, body)))
+    }
+
+    #[inline]
+    fn read_header(&self) -> MsgHeader {
+        // SAFETY: block_ptr is 64-aligned and inside the mapping; the block
+        // lies below the published write_idx (checked by the caller), so the
+        // producer has finished writing it. A volatile read reads it once.
+        unsafe { (self.region.block_ptr(self.read_idx) as *const MsgHeader).read_volatile() }
+    }
+
+    /// Consumes the message last returned by `front`; a no-op otherwise.
+    #[inline]
+    pub(crate) fn pop(&mut self) {
+        if self.front_blocks == 0 {
+            return;
+        }
+        self.read_idx = self.read_idx.wrapping_add(self.front_blocks);
+        self.front_blocks = 0;
+        self.region.read_idx().store(self.read_idx, Release);
+    }
+
+    /// Zeroes the object and starts over.
+    pub(crate) fn reset(&mut self) {
+        self.region.zero();
+        self.read_idx = 0;
+        self.front_blocks = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pair {
+        tx: ShmSender,
+        rx: ShmReceiver,
+        _dir: tempfile::TempDir,
+    }
+
+    fn pair(queue_size: usize) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.shm");
+        let tx = ShmSender::new(ShmRegion::open(&path, queue_size).unwrap()).unwrap();
+        let rx = ShmReceiver::new(ShmRegion::open(&path, queue_size).unwrap()).unwrap();
+        Pair { tx, rx, _dir: dir }
+    }
+
+    fn send(tx: &mut ShmSender, msg_type: u16, body: &[u8]) -> bool {
+        if !tx.alloc(body.len()) {
+            return false;
+        }
+        tx.pending_body().copy_from_slice(body);
+        tx.push(msg_type);
+        true
+    }
+
+    #[test]
+    fn wraps_with_rewind_markers_over_many_laps() {
+        let mut p = pair(1024); // 16 blocks
+        let mut sent = 0u32;
+        let mut recvd = 0u32;
+        while recvd < 1000 {
+            // Sizes from 1 to 4 blocks so messages straddle the end of the ring.
+            let len = 8 + (sent as usize * 37) % 200;
+            let body: Vec<u8> = (0..len).map(|i| (sent as usize + i) as u8).collect();
+            if !send(&mut p.tx, 1 + (sent % 7) as u16, &body) {
+                // Full: drain one.
+                let m = p.rx.front().unwrap().unwrap();
+                let want_len = 8 + (recvd as usize * 37) % 200;
+                assert_eq!(m.body().len(), want_len);
+                assert_eq!(m.msg_type(), 1 + (recvd % 7) as u16);
+                assert!(m.body().iter().enumerate().all(|(i, &b)| b == (recvd as usize + i) as u8));
+                p.rx.pop();
+                recvd += 1;
+                continue;
+            }
+            sent += 1;
+        }
+    }
+
+    #[test]
+    fn full_queue_refuses_then_accepts_after_pop() {
+        let mut p = pair(256); // 4 blocks
+        assert!(send(&mut p.tx, 1, &[1; 100])); // 2 blocks
+        assert!(send(&mut p.tx, 1, &[2; 100])); // 2 blocks
+        assert!(!send(&mut p.tx, 1, &[3; 8]));
+        assert_eq!(p.tx.depth(), 4);
+        assert_eq!(p.rx.front().unwrap().unwrap().body()[0], 1);
+        p.rx.pop();
+        assert!(send(&mut p.tx, 1, &[3; 8]));
+        assert!(!send(&mut p.tx, 1, &[0; 300]), "larger than the queue");
+    }
+
+    #[test]
+    fn pop_without_front_is_a_no_op() {
+        let mut p = pair(256);
+        p.rx.pop();
+        assert!(send(&mut p.tx, 9, b"12345678"));
+        p.rx.pop();
+        assert_eq!(p.rx.front().unwrap().unwrap().msg_type(), 9);
+    }
+
+    #[test]
+    fn corrupt_indices_and_sizes_are_reported() {
+        let mut p = pair(256);
+        // A write_idx more than a lap ahead.
+        p.rx.region.write_idx().store(5, Release);
+        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
+        // A header whose size is below the header.
+        p.rx.region.write_idx().store(1, Release);
+        // SAFETY: test writes into its own mapping.
+        unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(3) };
+        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
+        // A size that runs past the published index.
+        // SAFETY: as above.
+        unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(100) };
+        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
+        // A size that runs past the end of the ring.
+        p.rx.region.write_idx().store(4, Release);
+        // SAFETY: as above.
+        unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(250) };
+        p.rx.read_idx = 0;
+        assert!(p.rx.front().unwrap().is_some(), "4 blocks fit exactly");
+        p.rx.read_idx = 1;
+        p.rx.region.write_idx().store(5, Release);
+        // SAFETY: as above.
+        unsafe { (p.rx.region.block_ptr(1) as *mut u16).write(250) };
+        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
+        // Opening a region whose indices are a lap apart fails.
+        p.rx.region.write_idx().store(100, Release);
+        p.rx.region.read_idx().store(0, Release);
+        let path = p._dir.path().join("q.shm");
+        assert!(ShmReceiver::new(ShmRegion::open(&path, 256).unwrap()).is_err());
+        assert!(ShmSender::new(ShmRegion::open(&path, 256).unwrap()).is_err());
+    }
+
+    #[test]
+    fn wrong_sized_object_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.shm");
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        assert!(ShmRegion::open(&path, 256).is_err());
+    }
+}
