@@ -50,6 +50,34 @@ impl CloseReason {
     }
 }
 
+impl CloseReason {
+    const ALL: [CloseReason; 10] = [
+        CloseReason::Timeout,
+        CloseReason::ReadError,
+        CloseReason::RemoteClose,
+        CloseReason::SendError,
+        CloseReason::RequestClose,
+        CloseReason::PtcpFileCorrupt,
+        CloseReason::MsgTooLarge,
+        CloseReason::InvalidMsgSize,
+        CloseReason::AckOutOfRange,
+        CloseReason::ShmQueueCorrupt,
+    ];
+
+    /// Packs a reason and errno into one word for an atomic (0 = none).
+    pub(crate) fn pack(reason: CloseReason, errno: i32) -> u64 {
+        let code = Self::ALL.iter().position(|&r| r == reason).unwrap_or(0) as u64 + 1;
+        code << 32 | errno as u32 as u64
+    }
+
+    /// Unpacks [`pack`](Self::pack); `None` for 0.
+    pub(crate) fn unpack(v: u64) -> Option<(CloseReason, i32)> {
+        let code = (v >> 32) as usize;
+        let reason = *Self::ALL.get(code.checked_sub(1)?)?;
+        Some((reason, v as u32 as i32))
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

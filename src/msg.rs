@@ -208,6 +208,48 @@ impl LoginStatus {
     }
 }
 
+/// The six numbers of a login whose sequence numbers disagree: each side's
+/// ack and the range of its queue. Each side's ack must lie within the other
+/// side's `[seq_start, seq_end]`; fixing it is the operator's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqMismatch {
+    /// This side's ack (peer messages consumed).
+    pub local_ack_seq: u32,
+    /// Oldest unacknowledged message in this side's queue.
+    pub local_seq_start: u32,
+    /// Number of this side's next message.
+    pub local_seq_end: u32,
+    /// The peer's ack.
+    pub remote_ack_seq: u32,
+    /// Oldest unacknowledged message in the peer's queue.
+    pub remote_seq_start: u32,
+    /// Number of the peer's next message.
+    pub remote_seq_end: u32,
+}
+
+impl SeqMismatch {
+    /// Whether both acks lie within the other side's queue range.
+    pub fn is_consistent(&self) -> bool {
+        crate::ptcp::ack_in_range(self.remote_ack_seq, self.local_seq_start, self.local_seq_end)
+            && crate::ptcp::ack_in_range(self.local_ack_seq, self.remote_seq_start, self.remote_seq_end)
+    }
+}
+
+impl std::fmt::Display for SeqMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "local_ack_seq: {} local_seq_start: {} local_seq_end: {} remote_ack_seq: {} remote_seq_start: {} remote_seq_end: {}",
+            self.local_ack_seq,
+            self.local_seq_start,
+            self.local_seq_end,
+            self.remote_ack_seq,
+            self.remote_seq_start,
+            self.remote_seq_end
+        )
+    }
+}
+
 /// The client's login, decoded.
 #[derive(Debug, Clone)]
 pub struct LoginMsg<C: Conf> {

@@ -27,6 +27,8 @@ pub(crate) type Closed = (CloseReason, i32);
 pub(crate) struct Link<C: Conf> {
     stream: Option<TcpStream>,
     closed: Option<Closed>,
+    /// Whether the timers were set from a `now` yet.
+    started: bool,
     recv_time: i64,
     send_time: i64,
     now: i64,
@@ -37,11 +39,15 @@ pub(crate) struct Link<C: Conf> {
 }
 
 impl<C: Conf> Link<C> {
-    /// A link over a connected socket, set non-blocking by the caller's login.
-    pub(crate) fn new(stream: TcpStream, now: i64) -> Self {
+    /// A link over a connected, non-blocking socket. Its timers start at
+    /// `now`, or without one at the first heartbeat call.
+    pub(crate) fn new(stream: TcpStream, now: Option<i64>) -> Self {
+        let started = now.is_some();
+        let now = now.unwrap_or(0);
         Link {
             stream: Some(stream),
             closed: None,
+            started,
             recv_time: now,
             send_time: now,
             now,
@@ -70,6 +76,9 @@ impl<C: Conf> Link<C> {
     /// the current ack (0 in shm mode, where there is no queue).
     pub(crate) fn heartbeat(&mut self, now: i64, queue: Option<&mut PtcpQueue<C>>) {
         self.now = now;
+        if !self.started {
+            (self.started, self.recv_time, self.send_time) = (true, now, now);
+        }
         if self.closed.is_some() || now - self.send_time < C::HEARTBEAT_INTERVAL {
             return;
         }
@@ -234,6 +243,11 @@ impl<C: Conf> RecvBuf<C> {
         let h = self.header_at(self.read);
         let body = &self.buf.as_bytes()[self.read + HEADER_SIZE..self.read + h.size as usize];
         Msg::new(h.msg_type, body)
+    }
+
+    /// Whether a complete frame is waiting (a message or a heartbeat).
+    pub(crate) fn has_message(&self) -> bool {
+        self.read < self.parsed
     }
 
     /// Consumes the message `front` returned.

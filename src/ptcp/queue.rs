@@ -359,12 +359,24 @@ impl<C: Conf> PtcpQueue<C> {
         (self.write_pos, self.wrap_pos, self.read_pos, self.send_pos) = (0, at, 0, 0);
     }
 
+    /// Where the body of the allocated message lies: (offset, length).
+    fn pending_range(&self) -> (usize, usize) {
+        let off = self.pending_pos as usize * BLK + HEADER_SIZE;
+        (off, (self.pending_size as usize).saturating_sub(HEADER_SIZE))
+    }
+
     /// The body of the allocated message.
     #[inline]
     pub(crate) fn pending_body(&mut self) -> &mut [u8] {
-        let off = self.pending_pos as usize * BLK + HEADER_SIZE;
-        let len = (self.pending_size as usize).saturating_sub(HEADER_SIZE);
+        let (off, len) = self.pending_range();
         self.bytes_mut(off, len).unwrap_or_default()
+    }
+
+    /// The body of the allocated message, for reading back.
+    #[inline]
+    pub(crate) fn pending_body_ref(&self) -> &[u8] {
+        let (off, len) = self.pending_range();
+        self.bytes(off, len).unwrap_or_default()
     }
 
     /// Commits the allocated message with the current ack; a no-op if nothing

@@ -107,6 +107,14 @@ impl ShmSender {
         }
     }
 
+    /// The body of the allocated message, for reading back.
+    #[inline]
+    pub(crate) fn pending_body_ref(&self) -> &[u8] {
+        let len = self.pending_size.saturating_sub(HEADER_SIZE as u16) as usize;
+        // SAFETY: as in `pending_body`; `&self` excludes a mutable slice meanwhile.
+        unsafe { std::slice::from_raw_parts(self.region.block_ptr(self.write_idx).add(HEADER_SIZE), len) }
+    }
+
     /// Publishes the allocated message; a no-op if nothing is allocated.
     #[inline]
     pub(crate) fn push(&mut self, msg_type: u16) {

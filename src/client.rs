@@ -1,0 +1,453 @@
+//! [`TcpShmClient`]: logs in to a server and polls one [`Connection`].
+//!
+//! In TCP mode one thread calls [`poll_tcp`](TcpShmClient::poll_tcp). In
+//! shared-memory mode messages travel through the shm queues while the socket
+//! carries only heartbeats; both polls are needed and may run on two threads:
+//! [`split`](TcpShmClient::split) borrows the client into a [`ClientTcp`] half
+//! (socket, heartbeats, disconnect detection) and a [`ClientShm`] half (the
+//! queues and the connection). The halves share only two atomics: the
+//! socket's close reason (TCP half → shm half) and the user's close request
+//! (shm half → TCP half).
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Release};
+use std::time::Duration;
+
+use memmap2::MmapMut;
+
+use crate::conf::{Checked, Conf};
+use crate::connection::{Connection, Tx};
+use crate::error::{CloseReason, Error};
+use crate::msg::{valid_name, LoginLayout, LoginMsg, LoginRspMsg, LoginStatus, Msg, SeqMismatch};
+use crate::ptcp::link::{Link, RecvBuf};
+use crate::ptcp::{lastserver_path, Durability};
+use crate::shm::ShmReceiver;
+
+/// Callbacks of a client. Only [`on_server_msg`](Self::on_server_msg) is required.
+pub trait ClientHandler<C: Conf> {
+    /// `connect` failed on a system call or a bad response.
+    fn on_system_error(&mut self, error: &Error) {
+        let _ = error;
+    }
+
+    /// The server rejected the login; `rsp.error_msg` says why.
+    fn on_login_reject(&mut self, rsp: &LoginRspMsg<C>) {
+        let _ = rsp;
+    }
+
+    /// The login succeeded. Return the current time in the unit of the `now`
+    /// passed to the polls to start the timeout and heartbeat clocks, or
+    /// `None` to start them at the first poll.
+    fn on_login_success(&mut self, rsp: &LoginRspMsg<C>) -> Option<i64> {
+        let _ = rsp;
+        None
+    }
+
+    /// The two sides' sequence numbers disagree; the login was refused and
+    /// an operator must fix the queue files.
+    fn on_seq_number_mismatch(&mut self, mismatch: &SeqMismatch) {
+        let _ = mismatch;
+    }
+
+    /// A message from the server. Call `conn.pop()` once done with it, or it
+    /// is delivered again by the next poll.
+    fn on_server_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>);
+
+    /// The connection closed (reported by the TCP poll).
+    fn on_disconnected(&mut self, reason: CloseReason, errno: i32) {
+        let _ = (reason, errno);
+    }
+}
+
+/// Why `connect` did not log in. The handler was told the same.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// A system call failed, a file is corrupt, or the response was bad.
+    System(Error),
+    /// The server rejected the login with this message.
+    Rejected(String),
+    /// The sequence numbers disagree.
+    SeqMismatch(SeqMismatch),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::System(e) => write!(f, "{e}"),
+            ConnectError::Rejected(m) => write!(f, "login rejected: {m}"),
+            ConnectError::SeqMismatch(m) => write!(f, "seq number mismatch: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// State the two halves of a shm-mode client share.
+#[derive(Default)]
+struct ShmLinkStatus {
+    /// The socket's close reason, [`CloseReason::pack`]ed; 0 while up.
+    closed: AtomicU64,
+    /// The user closed the connection from the shm half.
+    close_requested: AtomicBool,
+}
+
+/// A client of a tcpshm server.
+pub struct TcpShmClient<C: Conf> {
+    name: String,
+    ptcp_dir: PathBuf,
+    lastserver: MmapMut,
+    conn: Connection<C>,
+    rb: RecvBuf<C>,
+    /// Shm mode: the server's queue to us.
+    shm_rx: Option<ShmReceiver>,
+    /// Shm mode: the heartbeat socket.
+    shm_link: Option<Link<C>>,
+    status: ShmLinkStatus,
+    connect_timeout: Duration,
+}
+
+impl<C: Conf> TcpShmClient<C> {
+    /// A client named `name` keeping its files in `ptcp_dir` (created if
+    /// missing), with its queue file never flushed ([`Durability::Never`]).
+    pub fn new(name: &str, ptcp_dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::with_durability(name, ptcp_dir, Durability::Never)
+    }
+
+    /// As [`new`](Self::new), with a durability policy for the queue file.
+    pub fn with_durability(name: &str, ptcp_dir: impl AsRef<Path>, durability: Durability) -> Result<Self, Error> {
+        #[allow(clippy::let_unit_value)]
+        let () = Checked::<C>::CONF;
+        if !valid_name(name, C::NAME_SIZE) {
+            return Err(Error::InvalidName(name.to_owned()));
+        }
+        let ptcp_dir = ptcp_dir.as_ref().to_owned();
+        std::fs::create_dir_all(&ptcp_dir).map_err(|e| Error::file("create ptcp dir", &ptcp_dir, e))?;
+        let lastserver = map_lastserver::<C>(&lastserver_path(&ptcp_dir, name))?;
+        Ok(TcpShmClient {
+            name: name.to_owned(),
+            conn: Connection::new(name, &ptcp_dir, durability),
+            ptcp_dir,
+            lastserver,
+            rb: RecvBuf::new(),
+            shm_rx: None,
+            shm_link: None,
+            status: ShmLinkStatus::default(),
+            connect_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// How long `connect` may block on connecting, sending the login and
+    /// awaiting the response (default 10 s, as the C++ client).
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+
+    /// The client's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The directory of the client's files.
+    pub fn ptcp_dir(&self) -> &Path {
+        &self.ptcp_dir
+    }
+
+    /// The server name this client last logged in to, if any.
+    pub fn last_server_name(&self) -> Result<Option<String>, Error> {
+        let field = &self.lastserver[..];
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        if end == 0 {
+            return Ok(None);
+        }
+        match std::str::from_utf8(&field[..end]) {
+            Ok(s) if valid_name(s, C::NAME_SIZE) => Ok(Some(s.to_owned())),
+            _ => Err(Error::FileCorrupt {
+                path: lastserver_path(&self.ptcp_dir, &self.name),
+                detail: "does not hold a valid server name".into(),
+            }),
+        }
+    }
+
+    fn store_last_server_name(&mut self, name: &str) {
+        self.lastserver.fill(0);
+        self.lastserver[..name.len()].copy_from_slice(name.as_bytes());
+        let _ = self.lastserver.flush();
+    }
+
+    /// The connection; usable while disconnected once a server is known
+    /// (messages wait in the queue for the next login).
+    pub fn connection(&mut self) -> &mut Connection<C> {
+        &mut self.conn
+    }
+
+    /// Connects to `addr` (IPv4 or IPv6) and logs in, in shared-memory mode
+    /// if `use_shm`, blocking for at most about the connect timeout. Every
+    /// failure is also reported to `handler`.
+    pub fn connect<A: ToSocketAddrs>(
+        &mut self,
+        use_shm: bool,
+        addr: A,
+        login_user_data: C::LoginUserData,
+        handler: &mut impl ClientHandler<C>,
+    ) -> Result<(), ConnectError> {
+        let result = self.try_connect(use_shm, addr, login_user_data, handler);
+        match &result {
+            Err(ConnectError::System(e)) => handler.on_system_error(e),
+            Err(ConnectError::SeqMismatch(m)) => handler.on_seq_number_mismatch(m),
+            _ => {}
+        }
+        result
+    }
+
+    fn try_connect<A: ToSocketAddrs>(
+        &mut self,
+        use_shm: bool,
+        addr: A,
+        login_user_data: C::LoginUserData,
+        handler: &mut impl ClientHandler<C>,
+    ) -> Result<(), ConnectError> {
+        let sys = ConnectError::System;
+        if self.conn.is_shm() && self.shm_link.is_none() {
+            // The TCP half saw the socket close; the shm half may not have polled since.
+            self.conn.set_closed(CloseReason::unpack(self.status.closed.load(Acquire)).unwrap_or((CloseReason::RequestClose, 0)));
+        }
+        if !self.conn.is_closed() {
+            return Err(sys(Error::AlreadyConnected));
+        }
+        self.drop_sockets();
+        let last_server = self.last_server_name().map_err(sys)?;
+        let mut login = LoginMsg::<C> {
+            ack_seq: 0,
+            client_seq_start: 0,
+            client_seq_end: 0,
+            user_data: login_user_data,
+            use_shm,
+            client_name: self.name.clone(),
+            last_server_name: last_server.clone().unwrap_or_default(),
+        };
+        let mut shm_rx = None;
+        if let Some(server) = &last_server {
+            self.conn.set_remote_name(server);
+            shm_rx = self.conn.open(use_shm).map_err(sys)?;
+            if let Some((ack, start, end)) = self.conn.seqs().filter(|_| !use_shm) {
+                (login.ack_seq, login.client_seq_start, login.client_seq_end) = (ack, start, end);
+            }
+        }
+        let (mut stream, rsp) = self.exchange_login(addr, &login).map_err(sys)?;
+        match rsp.status {
+            LoginStatus::Ok => {}
+            LoginStatus::SeqMismatch => {
+                return Err(ConnectError::SeqMismatch(SeqMismatch {
+                    local_ack_seq: login.ack_seq,
+                    local_seq_start: login.client_seq_start,
+                    local_seq_end: login.client_seq_end,
+                    remote_ack_seq: rsp.ack_seq,
+                    remote_seq_start: rsp.server_seq_start,
+                    remote_seq_end: rsp.server_seq_end,
+                }));
+            }
+            LoginStatus::Rejected => {
+                handler.on_login_reject(&rsp);
+                return Err(ConnectError::Rejected(rsp.error_msg));
+            }
+        }
+        if last_server.as_deref() != Some(rsp.server_name.as_str()) {
+            // A new server (a new day, say): start from empty queues, and only
+            // then remember its name, so a crash in between resets again.
+            self.conn.set_remote_name(&rsp.server_name);
+            shm_rx = self.conn.open(use_shm).map_err(sys)?;
+            self.conn.reset(shm_rx.as_mut());
+            self.store_last_server_name(&rsp.server_name);
+        }
+        stream.set_nonblocking(true).map_err(|e| sys(Error::io("set_nonblocking", e)))?;
+        let now = handler.on_login_success(&rsp);
+        self.rb = RecvBuf::new();
+        let link = Link::new(stream, now);
+        if use_shm {
+            self.shm_rx = shm_rx;
+            self.shm_link = Some(link);
+            self.status = ShmLinkStatus::default();
+            self.conn.set_open();
+        } else {
+            self.conn.start_link(link, rsp.ack_seq);
+        }
+        Ok(())
+    }
+
+    /// Connects, sends the login in one write and reads exactly one response
+    /// frame (the server may send resent messages right behind it).
+    fn exchange_login<A: ToSocketAddrs>(&self, addr: A, login: &LoginMsg<C>) -> Result<(TcpStream, LoginRspMsg<C>), Error> {
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|e| Error::io("resolve", e))?.collect();
+        let mut last_err = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to");
+        let mut stream = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, self.connect_timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let mut stream = stream.ok_or_else(|| Error::io("connect", last_err))?;
+        let setup = |s: &TcpStream| -> std::io::Result<()> {
+            s.set_nodelay(C::TCP_NO_DELAY)?;
+            s.set_read_timeout(Some(self.connect_timeout))?;
+            s.set_write_timeout(Some(self.connect_timeout))
+        };
+        setup(&stream).map_err(|e| Error::io("setsockopt", e))?;
+        stream.write_all(&login.encode()).map_err(|e| Error::io("send", e))?;
+        let mut frame = vec![0u8; LoginLayout::<C>::RSP_FRAME];
+        stream.read_exact(&mut frame).map_err(|e| Error::io("recv", e))?;
+        let rsp = LoginRspMsg::<C>::decode(&frame).map_err(|e| {
+            Error::InvalidLoginRsp(match e {
+                crate::msg::LoginDecodeError::WrongSize => "wrong size",
+                crate::msg::LoginDecodeError::WrongType => "wrong type",
+                crate::msg::LoginDecodeError::InvalidName => "invalid server name",
+            })
+        })?;
+        Ok((stream, rsp))
+    }
+
+    /// Polls the socket: heartbeats and timeouts in both modes, and in TCP
+    /// mode receiving and delivering the server's messages. Reports a
+    /// disconnect once.
+    pub fn poll_tcp(&mut self, now: i64, handler: &mut impl ClientHandler<C>) {
+        self.split().0.poll(now, handler)
+    }
+
+    /// Shm mode: delivers the server's messages from the shm queue.
+    pub fn poll_shm(&mut self, handler: &mut impl ClientHandler<C>) {
+        self.split().1.poll(handler)
+    }
+
+    /// Borrows the client as its TCP half and its shm half, for polling them
+    /// from two threads (e.g. with `std::thread::scope`). In TCP mode the TCP
+    /// half holds the connection; in shm mode the shm half does.
+    pub fn split(&mut self) -> (ClientTcp<'_, C>, ClientShm<'_, C>) {
+        let shm = self.conn.is_shm();
+        let conn = &mut self.conn;
+        let (tcp_conn, shm_conn) = if shm { (None, Some(conn)) } else { (Some(conn), None) };
+        (
+            ClientTcp { conn: tcp_conn, rb: &mut self.rb, shm_link: &mut self.shm_link, status: &self.status },
+            ClientShm { conn: shm_conn, rx: &mut self.shm_rx, status: &self.status },
+        )
+    }
+
+    /// Closes the connection's socket and its files. `connect` opens them again.
+    pub fn stop(&mut self) {
+        self.drop_sockets();
+        self.shm_rx = None;
+        self.conn.set_remote_name("");
+    }
+
+    fn drop_sockets(&mut self) {
+        if let Tx::Tcp { link, .. } = &mut self.conn.tx {
+            *link = None;
+        }
+        self.shm_link = None;
+        self.conn.set_closed((CloseReason::RequestClose, 0));
+    }
+}
+
+/// Maps the `.lastserver` file (NAME_SIZE bytes), creating it empty.
+fn map_lastserver<C: Conf>(path: &Path) -> Result<MmapMut, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::file("open lastserver file", path, e))?;
+    let len = file.metadata().map_err(|e| Error::file("stat lastserver file", path, e))?.len();
+    if len == 0 {
+        file.set_len(C::NAME_SIZE as u64).map_err(|e| Error::file("size lastserver file", path, e))?;
+    } else if len != C::NAME_SIZE as u64 {
+        return Err(Error::FileCorrupt {
+            path: path.to_owned(),
+            detail: format!("has {len} bytes, NAME_SIZE is {}", C::NAME_SIZE),
+        });
+    }
+    // SAFETY: memmap2's map_mut is unsafe because another process could
+    // change or truncate the file under us; the file is this client's own
+    // (its name is in the path) and every read of it is validated.
+    unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::file("mmap lastserver file", path, e))
+}
+
+/// The socket half of a client: heartbeats, timeouts, disconnect reports, and
+/// in TCP mode the connection and its messages.
+pub struct ClientTcp<'a, C: Conf> {
+    conn: Option<&'a mut Connection<C>>,
+    rb: &'a mut RecvBuf<C>,
+    shm_link: &'a mut Option<Link<C>>,
+    status: &'a ShmLinkStatus,
+}
+
+impl<C: Conf> ClientTcp<'_, C> {
+    /// See [`TcpShmClient::poll_tcp`].
+    pub fn poll(&mut self, now: i64, handler: &mut impl ClientHandler<C>) {
+        if let Some(conn) = self.conn.as_deref_mut() {
+            conn.poll_tcp(self.rb, now, |c, m| handler.on_server_msg(c, m));
+            if let Some((reason, errno)) = conn.take_link() {
+                handler.on_disconnected(reason, errno);
+            }
+        } else if let Some(link) = self.shm_link.as_mut() {
+            if self.status.close_requested.load(Acquire) {
+                link.close(CloseReason::RequestClose, 0);
+            }
+            link.heartbeat(now, None);
+            let _ = link.front(self.rb, None);
+            if let Some((reason, errno)) = link.closed() {
+                self.status.closed.store(CloseReason::pack(reason, errno), Release);
+                *self.shm_link = None;
+                handler.on_disconnected(reason, errno);
+            }
+        }
+    }
+
+    /// The connection, in TCP mode.
+    pub fn connection(&mut self) -> Option<&mut Connection<C>> {
+        self.conn.as_deref_mut()
+    }
+
+    /// Whether the socket is down.
+    pub fn is_closed(&self) -> bool {
+        match &self.conn {
+            Some(conn) => conn.is_closed(),
+            None => self.shm_link.is_none(),
+        }
+    }
+}
+
+/// The shared-memory half of a client: the connection and the server's queue.
+pub struct ClientShm<'a, C: Conf> {
+    conn: Option<&'a mut Connection<C>>,
+    rx: &'a mut Option<ShmReceiver>,
+    status: &'a ShmLinkStatus,
+}
+
+impl<C: Conf> ClientShm<'_, C> {
+    /// See [`TcpShmClient::poll_shm`].
+    #[inline]
+    pub fn poll(&mut self, handler: &mut impl ClientHandler<C>) {
+        let (Some(conn), Some(rx)) = (self.conn.as_deref_mut(), self.rx.as_mut()) else { return };
+        if !conn.is_closed() {
+            if let Some(closed) = CloseReason::unpack(self.status.closed.load(Acquire)) {
+                conn.set_closed(closed);
+            }
+        }
+        conn.poll_shm(rx, |c, m| handler.on_server_msg(c, m));
+        if conn.close_requested {
+            self.status.close_requested.store(true, Release);
+        }
+    }
+
+    /// The connection, in shm mode.
+    pub fn connection(&mut self) -> Option<&mut Connection<C>> {
+        self.conn.as_deref_mut()
+    }
+}

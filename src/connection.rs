@@ -1,0 +1,420 @@
+//! [`Connection`]: one named peer's queues, over TCP or shared memory, with
+//! zero-copy sending ([`Connection::alloc`] → [`Slot`] → push) and in-place
+//! receiving (the poll calls hand each message to the user's handler, which
+//! pops it).
+//!
+//! A connection outlives its sockets: while disconnected the user can keep
+//! allocating and pushing; the messages wait in the persistent queue (TCP) or
+//! the shared-memory queue and reach the peer after its next login.
+//!
+//! The receive side (the socket's receive buffer, or the shared-memory queue
+//! from the peer) is kept beside the connection rather than in it, so that a
+//! handler can read a message in place while it sends through the connection.
+//! `pop` therefore takes effect in two steps: the ack is counted (and
+//! persisted) at once, so a reply pushed next carries it, as in the C++
+//! original; the message's bytes are released when the handler returns.
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+
+use zerocopy::{Immutable, IntoBytes};
+
+use crate::conf::Conf;
+use crate::error::{CloseReason, Error};
+use crate::msg::{Msg, MAX_BODY_SIZE};
+use crate::ptcp::link::{Closed, Link, RecvBuf};
+use crate::ptcp::queue::PtcpQueue;
+use crate::ptcp::{ptcp_path, Durability};
+use crate::shm::{shm_path, ShmReceiver, ShmRegion, ShmSender};
+
+/// Where a connection's outgoing messages go.
+pub(crate) enum Tx<C: Conf> {
+    /// No peer known yet (a client before its first login).
+    Unopened,
+    /// The persistent queue, and the socket while logged in.
+    Tcp { queue: PtcpQueue<C>, link: Option<Link<C>> },
+    /// The shared-memory queue to the peer.
+    Shm(ShmSender),
+}
+
+/// Whether the message being delivered to a handler was popped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Front {
+    Idle,
+    Delivered,
+    Popped,
+}
+
+/// A connection to one named peer. Obtained from the client
+/// ([`TcpShmClient::connection`](crate::TcpShmClient::connection)) or passed
+/// to the server's handler; never created by the user.
+pub struct Connection<C: Conf> {
+    local_name: String,
+    remote_name: String,
+    ptcp_dir: PathBuf,
+    durability: Durability,
+    /// The user's data, kept with the connection across reconnects.
+    pub user_data: C::ConnectionUserData,
+    pub(crate) tx: Tx<C>,
+    /// Shm mode: why the socket closed (TCP mode asks the link).
+    closed: Option<Closed>,
+    /// Shm mode: the user asked to close; the socket's owner carries it out.
+    pub(crate) close_requested: bool,
+    front: Front,
+}
+
+impl<C: Conf> Connection<C> {
+    pub(crate) fn new(local_name: &str, ptcp_dir: &Path, durability: Durability) -> Self {
+        Connection {
+            local_name: local_name.to_owned(),
+            remote_name: String::new(),
+            ptcp_dir: ptcp_dir.to_owned(),
+            durability,
+            user_data: Default::default(),
+            tx: Tx::Unopened,
+            closed: Some((CloseReason::RequestClose, 0)),
+            close_requested: false,
+            front: Front::Idle,
+        }
+    }
+
+    /// This side's name.
+    pub fn local_name(&self) -> &str {
+        &self.local_name
+    }
+
+    /// The peer's name (empty before the first login).
+    pub fn remote_name(&self) -> &str {
+        &self.remote_name
+    }
+
+    /// The directory of the persistent queue files.
+    pub fn ptcp_dir(&self) -> &Path {
+        &self.ptcp_dir
+    }
+
+    /// Path of this connection's persistent TCP queue file.
+    pub fn ptcp_file(&self) -> PathBuf {
+        ptcp_path(&self.ptcp_dir, &self.local_name, &self.remote_name)
+    }
+
+    /// Whether the connection runs over shared memory.
+    pub fn is_shm(&self) -> bool {
+        matches!(self.tx, Tx::Shm(_))
+    }
+
+    /// Allocates a message with a body of `body_size` bytes in the send queue,
+    /// 8-byte aligned. `None` when the queue is full, the size exceeds
+    /// [`MAX_BODY_SIZE`], or no peer is known yet. Fill the [`Slot`], then
+    /// push it; dropping it unpushed sends nothing.
+    #[inline]
+    pub fn alloc(&mut self, body_size: usize) -> Option<Slot<'_, C>> {
+        if body_size > MAX_BODY_SIZE {
+            return None;
+        }
+        let ok = match &mut self.tx {
+            Tx::Tcp { queue, .. } => queue.alloc(body_size),
+            Tx::Shm(tx) => tx.alloc(body_size),
+            Tx::Unopened => false,
+        };
+        ok.then_some(Slot { conn: self })
+    }
+
+    /// Sends the bytes of `value` (a `#[repr(C)]` struct deriving zerocopy's
+    /// `IntoBytes` and `Immutable`, or a byte slice) as one message. False if
+    /// the queue is full.
+    ///
+    /// # Panics
+    /// If `msg_type` is 0, the heartbeat type.
+    pub fn send<T: IntoBytes + Immutable + ?Sized>(&mut self, msg_type: u16, value: &T) -> bool {
+        self.send_with(msg_type, value, false)
+    }
+
+    /// As [`send`](Self::send), but over TCP the message waits for the next
+    /// push (see [`Slot::push_more`]).
+    pub fn send_more<T: IntoBytes + Immutable + ?Sized>(&mut self, msg_type: u16, value: &T) -> bool {
+        self.send_with(msg_type, value, true)
+    }
+
+    fn send_with<T: IntoBytes + Immutable + ?Sized>(&mut self, msg_type: u16, value: &T, more: bool) -> bool {
+        let bytes = value.as_bytes();
+        let Some(mut slot) = self.alloc(bytes.len()) else { return false };
+        slot.copy_from_slice(bytes);
+        if more {
+            slot.push_more(msg_type);
+        } else {
+            slot.push(msg_type);
+        }
+        true
+    }
+
+    /// Consumes the message being handled: counts it as acknowledged at once
+    /// (persisted, and carried by the next message sent); its bytes are
+    /// released when the handler returns. A message not popped is delivered
+    /// again by the next poll. Outside a handler, or twice, it does nothing.
+    #[inline]
+    pub fn pop(&mut self) {
+        if self.front != Front::Delivered {
+            return;
+        }
+        self.front = Front::Popped;
+        if let Tx::Tcp { queue, .. } = &mut self.tx {
+            queue.inc_ack();
+        }
+    }
+
+    /// Closes the connection; the peer sees a disconnect, and the
+    /// disconnected callback reports [`CloseReason::RequestClose`].
+    pub fn close(&mut self) {
+        match &mut self.tx {
+            Tx::Tcp { link: Some(link), .. } => link.close(CloseReason::RequestClose, 0),
+            _ => {
+                if self.closed.is_none() {
+                    self.closed = Some((CloseReason::RequestClose, 0));
+                    self.close_requested = true;
+                }
+            }
+        }
+    }
+
+    /// Whether the connection is down (closed, or never logged in).
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.close_reason().is_some()
+    }
+
+    /// Why the connection is down, with the errno if a system call failed
+    /// (0 otherwise); `None` while connected.
+    pub fn close_reason(&self) -> Option<(CloseReason, i32)> {
+        match &self.tx {
+            Tx::Tcp { link: Some(link), .. } => link.closed(),
+            _ => self.closed,
+        }
+    }
+
+    /// Flushes the persistent queue file to disk (for
+    /// [`Durability::OnDemand`]); a no-op in shared-memory mode.
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.tx {
+            Tx::Tcp { queue, .. } => queue.flush(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The persistent queue's `(ack, seq_start, seq_end)` in TCP mode.
+    pub fn seqs(&self) -> Option<(u32, u32, u32)> {
+        match &self.tx {
+            Tx::Tcp { queue, .. } => Some(queue.seqs()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_remote_name(&mut self, name: &str) {
+        if self.remote_name != name {
+            self.tx = Tx::Unopened;
+            self.remote_name = name.to_owned();
+        }
+    }
+
+    /// Opens the queue files for `use_shm` (keeping them if already open in
+    /// that mode). Shm mode returns the receiving end of the peer's queue.
+    pub(crate) fn open(&mut self, use_shm: bool) -> Result<Option<ShmReceiver>, Error> {
+        if use_shm {
+            let send = shm_path(&self.local_name, &self.remote_name);
+            let recv = shm_path(&self.remote_name, &self.local_name);
+            let corrupt = |path: &Path| Error::FileCorrupt {
+                path: path.to_owned(),
+                detail: "shm queue indices are impossible".into(),
+            };
+            let rx = ShmReceiver::new(ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&recv))?;
+            if !matches!(self.tx, Tx::Shm(_)) {
+                let tx = ShmSender::new(ShmRegion::open(&send, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&send))?;
+                self.tx = Tx::Shm(tx);
+            }
+            Ok(Some(rx))
+        } else {
+            if !matches!(self.tx, Tx::Tcp { .. }) {
+                let queue = PtcpQueue::open(&self.ptcp_file(), self.durability)?;
+                self.tx = Tx::Tcp { queue, link: None };
+            }
+            Ok(None)
+        }
+    }
+
+    /// Empties the queues (the peer's name changed). In shm mode `rx` is the
+    /// receiving end, also zeroed.
+    pub(crate) fn reset(&mut self, rx: Option<&mut ShmReceiver>) {
+        match &mut self.tx {
+            Tx::Tcp { queue, .. } => queue.reset(),
+            Tx::Shm(tx) => {
+                tx.reset();
+                if let Some(rx) = rx {
+                    rx.reset();
+                }
+            }
+            Tx::Unopened => {}
+        }
+    }
+
+    /// Marks the connection up (shm mode) after a login.
+    pub(crate) fn set_open(&mut self) {
+        self.closed = None;
+        self.close_requested = false;
+    }
+
+    /// Marks the connection down (shm mode) with the socket's reason.
+    pub(crate) fn set_closed(&mut self, closed: Closed) {
+        if self.closed.is_none() {
+            self.closed = Some(closed);
+        }
+    }
+
+    /// TCP mode: installs the logged-in socket, applies the peer's login ack
+    /// and starts resending from it.
+    pub(crate) fn start_link(&mut self, mut link: Link<C>, remote_ack: u32) {
+        if let Tx::Tcp { queue, link: slot } = &mut self.tx {
+            if queue.login_ack(remote_ack).is_err() {
+                link.close(CloseReason::PtcpFileCorrupt, 0);
+            }
+            link.send_pending(Some(queue));
+            *slot = Some(link);
+        }
+        self.set_open();
+    }
+
+    /// TCP mode: takes the socket away after it closed, keeping its reason.
+    pub(crate) fn take_link(&mut self) -> Option<Closed> {
+        if let Tx::Tcp { link, .. } = &mut self.tx {
+            let closed = link.as_ref()?.closed()?;
+            *link = None;
+            self.closed = Some(closed);
+            return Some(closed);
+        }
+        None
+    }
+
+    /// TCP mode: heartbeats, receiving, and delivering each complete message
+    /// to `on_msg` while the handler pops them.
+    pub(crate) fn poll_tcp(
+        &mut self,
+        rb: &mut RecvBuf<C>,
+        now: i64,
+        mut on_msg: impl FnMut(&mut Connection<C>, Msg<'_>),
+    ) {
+        if let Tx::Tcp { queue, link: Some(link) } = &mut self.tx {
+            link.heartbeat(now, Some(queue));
+        }
+        loop {
+            let Tx::Tcp { queue, link: Some(link) } = &mut self.tx else { return };
+            let Some(msg) = link.front(rb, Some(queue)) else { return };
+            if !self.deliver(msg, &mut on_msg) {
+                return;
+            }
+            rb.pop();
+            if !rb.has_message() {
+                return;
+            }
+        }
+    }
+
+    /// Shm mode: delivers the peer's messages to `on_msg` while the handler
+    /// pops them. A corrupt queue closes the connection.
+    pub(crate) fn poll_shm(&mut self, rx: &mut ShmReceiver, mut on_msg: impl FnMut(&mut Connection<C>, Msg<'_>)) {
+        loop {
+            match rx.front() {
+                Ok(Some(msg)) => {
+                    if !self.deliver(msg, &mut on_msg) {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    self.set_closed((CloseReason::ShmQueueCorrupt, 0));
+                    self.close_requested = true;
+                    return;
+                }
+            }
+            rx.pop();
+            if self.is_closed() {
+                return;
+            }
+        }
+    }
+
+    /// Hands one message to the handler; true if it was popped.
+    #[inline]
+    fn deliver(&mut self, msg: Msg<'_>, on_msg: &mut impl FnMut(&mut Connection<C>, Msg<'_>)) -> bool {
+        self.front = Front::Delivered;
+        on_msg(self, msg);
+        let popped = self.front == Front::Popped;
+        self.front = Front::Idle;
+        popped
+    }
+}
+
+/// A message allocated in the send queue, derefs to its body. Push it to
+/// commit; drop it to abandon it.
+pub struct Slot<'a, C: Conf> {
+    conn: &'a mut Connection<C>,
+}
+
+impl<C: Conf> Slot<'_, C> {
+    /// Commits the message and, over TCP, sends everything queued.
+    ///
+    /// # Panics
+    /// If `msg_type` is 0, the heartbeat type (the peer would skip it).
+    #[inline]
+    pub fn push(self, msg_type: u16) {
+        assert_ne!(msg_type, 0, "msg_type 0 is reserved for heartbeats");
+        match &mut self.conn.tx {
+            Tx::Tcp { queue, link } => {
+                queue.push(msg_type);
+                if let Some(link) = link {
+                    link.send_pending(Some(queue));
+                }
+            }
+            Tx::Shm(tx) => tx.push(msg_type),
+            Tx::Unopened => {}
+        }
+    }
+
+    /// Commits the message without sending it yet: over TCP it goes out with
+    /// the next push, at the next login, or when a heartbeat is due, so a
+    /// batch leaves in one write. In shared memory it is the same as push.
+    ///
+    /// # Panics
+    /// If `msg_type` is 0.
+    #[inline]
+    pub fn push_more(self, msg_type: u16) {
+        assert_ne!(msg_type, 0, "msg_type 0 is reserved for heartbeats");
+        match &mut self.conn.tx {
+            Tx::Tcp { queue, .. } => queue.push(msg_type),
+            Tx::Shm(tx) => tx.push(msg_type),
+            Tx::Unopened => {}
+        }
+    }
+}
+
+impl<C: Conf> Deref for Slot<'_, C> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match &self.conn.tx {
+            Tx::Tcp { queue, .. } => queue.pending_body_ref(),
+            Tx::Shm(tx) => tx.pending_body_ref(),
+            Tx::Unopened => &[],
+        }
+    }
+}
+
+impl<C: Conf> DerefMut for Slot<'_, C> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.conn.tx {
+            Tx::Tcp { queue, .. } => queue.pending_body(),
+            Tx::Shm(tx) => tx.pending_body(),
+            Tx::Unopened => &mut [],
+        }
+    }
+}
