@@ -237,7 +237,7 @@ impl<C: Conf> TcpShmClient<C> {
                 (login.ack_seq, login.client_seq_start, login.client_seq_end) = (ack, start, end);
             }
         }
-        let (mut stream, rsp) = self.exchange_login(addr, &login).map_err(sys)?;
+        let (stream, rsp) = self.exchange_login(addr, &login).map_err(sys)?;
         match rsp.status {
             LoginStatus::Ok => {}
             LoginStatus::SeqMismatch => {

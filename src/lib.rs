@@ -7,6 +7,7 @@ pub mod connection;
 pub mod error;
 pub mod msg;
 pub mod ptcp;
+pub mod server;
 pub mod shm;
 
 pub use conf::{Conf, DefaultConf, LoginData, ServerConf};
@@ -16,3 +17,4 @@ pub use client::{ClientHandler, ClientShm, ClientTcp, ConnectError, TcpShmClient
 pub use connection::{Connection, Slot};
 pub use msg::{LoginMsg, LoginRspMsg, LoginStatus, SeqMismatch};
 pub use ptcp::Durability;
+pub use server::{ServerCtl, ServerHandler, ShmGroup, TcpGroup, TcpShmServer};

@@ -19,7 +19,7 @@
 
 use std::fs::OpenOptions;
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use memmap2::MmapRaw;
@@ -101,10 +101,6 @@ fn unpack(v: u64) -> (u32, u32) {
     (v as u32, (v >> 32) as u32)
 }
 
-/// The file holds something impossible; the connection cannot go on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Corrupt;
-
 /// Why a peer's ack was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckError {
@@ -117,7 +113,6 @@ pub(crate) enum AckError {
 /// The persistent queue of one connection's outgoing TCP messages.
 pub(crate) struct PtcpQueue<C: Conf> {
     map: MmapRaw,
-    path: PathBuf,
     write_pos: u32,
     wrap_pos: u32,
     read_pos: u32,
@@ -161,7 +156,6 @@ impl<C: Conf> PtcpQueue<C> {
         let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap ptcp file", path, e))?;
         let mut q = PtcpQueue {
             map,
-            path: path.to_owned(),
             write_pos: 0,
             wrap_pos: 0,
             read_pos: 0,
@@ -503,11 +497,6 @@ impl<C: Conf> PtcpQueue<C> {
     /// Flushes the whole file to disk.
     pub(crate) fn flush(&self) -> std::io::Result<()> {
         self.map.flush()
-    }
-
-    /// The file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 }
 

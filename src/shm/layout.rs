@@ -8,9 +8,9 @@
 //! original's, so it is spelled out here instead of borrowed from a padding
 //! type whose alignment varies by target.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicU32;
 
 use memmap2::MmapRaw;
@@ -31,7 +31,6 @@ const READ_IDX_OFF: usize = 128;
 pub(crate) struct ShmRegion {
     map: MmapRaw,
     blocks: u32,
-    path: PathBuf,
 }
 
 impl ShmRegion {
@@ -57,24 +56,14 @@ impl ShmRegion {
                 detail: format!("shm object has {len} bytes, this configuration needs {want}"),
             });
         }
-        Self::map(file, path, queue_size)
-    }
-
-    fn map(file: File, path: &Path, queue_size: usize) -> Result<Self, Error> {
         let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap shm", path, e))?;
-        debug_assert_eq!(map.len(), queue_size + TRAILER);
-        Ok(ShmRegion { map, blocks: (queue_size / BLOCK) as u32, path: path.to_owned() })
+        Ok(ShmRegion { map, blocks: (queue_size / BLOCK) as u32 })
     }
 
     /// Number of 64-byte blocks (a power of two).
     #[inline]
     pub(crate) fn blocks(&self) -> u32 {
         self.blocks
-    }
-
-    /// The object's path, for error reports.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Pointer to the start of block `i % blocks()`.

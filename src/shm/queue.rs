@@ -148,11 +148,6 @@ impl ShmSender {
         self.read_idx_cache = 0;
         self.pending_size = 0;
     }
-
-    /// The mapped object's path.
-    pub(crate) fn path(&self) -> &std::path::Path {
-        self.region.path()
-    }
 }
 
 impl ShmReceiver {
