@@ -360,6 +360,14 @@ pub struct Slot<'a, C: Conf> {
 }
 
 impl<C: Conf> Slot<'_, C> {
+    /// [`Connection::pop`] of the message being handled, while this slot is
+    /// open: the reply pattern is alloc (so a full queue leaves the message
+    /// to be delivered again), fill, `pop_received`, push.
+    #[inline]
+    pub fn pop_received(&mut self) {
+        self.conn.pop();
+    }
+
     /// Commits the message and, over TCP, sends everything queued.
     ///
     /// # Panics

@@ -1,0 +1,385 @@
+//! The echo pair of the C++ tcpshm test, shared by the `echo_server`,
+//! `echo_client` and `echo` examples and by the tests.
+//!
+//! The client sends increasing i32 numbers in four message types carrying one
+//! to four numbers (type = count), chosen at random, and checks that every
+//! echoed number is the next one expected. Its send and receive counters live
+//! in a memory-mapped file in the ptcp dir, so killing and restarting either
+//! process resumes where it was.
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use memmap2::MmapMut;
+use tcpshm::{ClientHandler, CloseReason, Conf, Connection, Msg, ServerConf, ServerHandler, TcpShmClient, TcpShmServer};
+use zerocopy::FromBytes;
+
+/// Nanoseconds since the first call: the `now` of every poll.
+pub fn now_ns() -> i64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as i64
+}
+
+const SECOND: i64 = 1_000_000_000;
+
+/// The echo pair's configuration: the golden captures' sizes, times in ns.
+pub struct EchoConf;
+
+impl Conf for EchoConf {
+    const SHM_QUEUE_SIZE: usize = 1 << 20;
+    const TCP_QUEUE_SIZE: usize = 1 << 16;
+    const TCP_RECV_BUF_INIT_SIZE: usize = 1 << 16;
+    const TCP_RECV_BUF_MAX_SIZE: usize = 1 << 16;
+    const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
+    const HEARTBEAT_INTERVAL: i64 = SECOND;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+
+impl ServerConf for EchoConf {
+    const NEW_CONNECTION_TIMEOUT: i64 = 3 * SECOND;
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin(cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        let mut set = nix::sched::CpuSet::new();
+        if set.set(cpu).is_ok() {
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+        }
+    }
+}
+
+/// The server's handler: echoes every message back, popping before pushing
+/// so a crash between the two loses no ack (see the C++ README).
+#[derive(Default)]
+pub struct EchoServerHandler {
+    pub quiet: bool,
+}
+
+impl<C: ServerConf> ServerHandler<C> for EchoServerHandler {
+    fn on_client_logon(&mut self, peer: std::net::SocketAddr, conn: &mut Connection<C>) {
+        if !self.quiet {
+            println!("client logon from {peer}, name: {}", conn.remote_name());
+        }
+    }
+
+    fn on_client_disconnected(&mut self, conn: &mut Connection<C>, reason: CloseReason, errno: i32) {
+        if !self.quiet {
+            println!("client disconnected, name: {} reason: {reason} errno: {errno}", conn.remote_name());
+        }
+    }
+
+    fn on_seq_number_mismatch(&mut self, conn: &Connection<C>, m: &tcpshm::SeqMismatch) {
+        println!("client seq number mismatch, name: {} {m}", conn.remote_name());
+    }
+
+    fn on_client_file_error(&mut self, conn: &Connection<C>, error: &tcpshm::Error) {
+        println!("client file error, name: {} {error}", conn.remote_name());
+    }
+
+    #[inline]
+    fn on_client_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>) {
+        // Not popped when the queue is full: delivered again next poll.
+        let Some(mut slot) = conn.alloc(msg.body().len()) else { return };
+        slot.copy_from_slice(msg.body());
+        // Pop before push: a crash between them cannot duplicate the echo,
+        // and the echo carries the new ack.
+        slot.pop_received();
+        slot.push(msg.msg_type());
+    }
+}
+
+/// Serves a started server until `stop` is set: control on this thread,
+/// each TCP and shm group on a thread of its own.
+pub fn run_server(server: TcpShmServer<EchoConf>, stop: &AtomicBool, pin_cpu: Option<usize>, quiet: bool) {
+    let (mut ctl, tcp, shm) = server.into_parts();
+    std::thread::scope(|s| {
+        for mut g in tcp {
+            s.spawn(move || {
+                pin(pin_cpu);
+                let mut h = EchoServerHandler { quiet };
+                while !stop.load(Ordering::Relaxed) {
+                    g.poll(now_ns(), &mut h);
+                }
+            });
+        }
+        for mut g in shm {
+            s.spawn(move || {
+                pin(pin_cpu.map(|c| c + 1));
+                let mut h = EchoServerHandler { quiet };
+                while !stop.load(Ordering::Relaxed) {
+                    g.poll(&mut h);
+                }
+            });
+        }
+        let mut h = EchoServerHandler { quiet };
+        while !stop.load(Ordering::Relaxed) {
+            ctl.poll(now_ns(), &mut h);
+            std::thread::yield_now();
+        }
+    });
+}
+
+/// Removes the shared-memory objects of a client/server pair.
+pub fn remove_shm(client: &str, server: &str) {
+    let _ = std::fs::remove_file(tcpshm::shm::shm_path(client, server));
+    let _ = std::fs::remove_file(tcpshm::shm::shm_path(server, client));
+}
+
+/// A simple `--flag value` reader over the program's arguments.
+pub struct Args(Vec<String>);
+
+impl Args {
+    pub fn from_env() -> Self {
+        Args(std::env::args().skip(1).collect())
+    }
+
+    /// Whether `--flag` is present.
+    pub fn flag(&self, flag: &str) -> bool {
+        self.0.iter().any(|a| a == flag)
+    }
+
+    /// The value after `--flag`, parsed, or `default`.
+    pub fn value<T: std::str::FromStr>(&self, flag: &str, default: T) -> T {
+        let pos = self.0.iter().position(|a| a == flag);
+        match pos.and_then(|i| self.0.get(i + 1)) {
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                eprintln!("bad value for {flag}: {v}");
+                std::process::exit(2)
+            }),
+            None => default,
+        }
+    }
+
+    /// The value after `--flag`, if given.
+    pub fn opt<T: std::str::FromStr>(&self, flag: &str) -> Option<T> {
+        let pos = self.0.iter().position(|a| a == flag)?;
+        self.0.get(pos + 1)?.parse().ok()
+    }
+}
+
+/// The client's counters, memory-mapped so they survive a crash.
+pub struct Counters {
+    map: MmapMut,
+}
+
+impl Counters {
+    /// Maps `<dir>/<client>_<server>.echo_counts`, creating it zeroed.
+    pub fn open(dir: &Path, client: &str, server: &str) -> std::io::Result<Self> {
+        let path = dir.join(format!("{client}_{server}.echo_counts"));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        file.set_len(16)?;
+        // SAFETY: the file is this client's own and sized above; a concurrent
+        // truncation by another process is outside the example's contract.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        Ok(Counters { map })
+    }
+
+    fn cells(&mut self) -> &mut [u64; 2] {
+        <[u64; 2]>::mut_from_bytes(&mut self.map[..]).expect("16 page-aligned bytes")
+    }
+
+    /// Numbers sent so far.
+    pub fn sent(&mut self) -> u64 {
+        self.cells()[0]
+    }
+
+    /// Numbers received back so far.
+    pub fn received(&mut self) -> u64 {
+        self.cells()[1]
+    }
+}
+
+/// The client's handler and sending logic.
+pub struct EchoClient {
+    pub counters: Counters,
+    /// Numbers to send in all (across restarts).
+    pub count: u64,
+    /// Stream instead of waiting for each echo.
+    pub stream: bool,
+    /// The first wrong number, if any.
+    pub error: Option<String>,
+    /// Echoed messages this run, for the average round trip.
+    pub echoes: u64,
+    rng: u64,
+    pub disconnected: Option<CloseReason>,
+}
+
+impl EchoClient {
+    pub fn new(counters: Counters, count: u64, stream: bool) -> Self {
+        let rng = now_ns() as u64 | 1;
+        EchoClient { counters, count, stream, error: None, echoes: 0, rng, disconnected: None }
+    }
+
+    /// All numbers sent and echoed.
+    pub fn done(&mut self) -> bool {
+        self.counters.received() >= self.count
+    }
+
+    /// Sends the next message if it is time (ping-pong waits for the echo).
+    #[inline]
+    pub fn send_next<C: Conf>(&mut self, conn: &mut Connection<C>) {
+        let sent = self.counters.sent();
+        if sent >= self.count || (!self.stream && sent != self.counters.received()) {
+            return;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let n = (1 + self.rng % 4).min(self.count - sent);
+        let Some(mut slot) = conn.alloc(n as usize * 4) else { return };
+        for (i, chunk) in slot.chunks_exact_mut(4).enumerate() {
+            chunk.copy_from_slice(&((sent + i as u64) as i32).to_le_bytes());
+        }
+        // Count before pushing: a push is a single store into the queue, so a
+        // crash can hardly fall between the two.
+        self.counters.cells()[0] = sent + n;
+        slot.push(n as u16);
+    }
+}
+
+impl<C: Conf> ClientHandler<C> for EchoClient {
+    #[inline]
+    fn on_server_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>) {
+        let body = msg.body();
+        let n = msg.msg_type() as usize;
+        if !(1..=4).contains(&n) || body.len() != n * 4 {
+            self.error = Some(format!("bad message: type {} size {}", msg.msg_type(), body.len()));
+            conn.close();
+            return;
+        }
+        let cells = self.counters.cells();
+        for chunk in body.chunks_exact(4) {
+            let v = i32::from_le_bytes(chunk.try_into().unwrap_or_default()) as u32 as u64;
+            if v != cells[1] & 0xffff_ffff {
+                self.error = Some(format!("bad: v: {v} recv_num: {}", cells[1]));
+                conn.close();
+                return;
+            }
+            cells[1] += 1;
+        }
+        self.echoes += 1;
+        conn.pop();
+    }
+
+    fn on_disconnected(&mut self, reason: CloseReason, _errno: i32) {
+        self.disconnected = Some(reason);
+    }
+}
+
+/// How a client run ended.
+pub struct ClientReport {
+    pub sent: u64,
+    pub received: u64,
+    pub echoes: u64,
+    pub elapsed: Duration,
+}
+
+impl ClientReport {
+    /// Average round trip in ns (meaningful in ping-pong mode).
+    pub fn avg_rtt_ns(&self) -> f64 {
+        self.elapsed.as_nanos() as f64 / self.echoes.max(1) as f64
+    }
+}
+
+/// Options of a client run.
+pub struct ClientOpts<'a> {
+    pub name: &'a str,
+    pub server_name: &'a str,
+    pub ptcp_dir: &'a Path,
+    pub addr: &'a str,
+    pub use_shm: bool,
+    pub count: u64,
+    pub stream: bool,
+    pub pin: Option<usize>,
+    /// Print a progress line every second.
+    pub progress: bool,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+/// Connects (retrying until the deadline) and runs the echo until every
+/// number came back, the link drops, or the deadline passes.
+pub fn run_client(o: &ClientOpts) -> Result<ClientReport, String> {
+    let start = Instant::now();
+    let mut client = TcpShmClient::<EchoConf>::new(o.name, o.ptcp_dir).map_err(|e| e.to_string())?;
+    let counters = Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?;
+    let mut echo = EchoClient::new(counters, o.count, o.stream);
+    loop {
+        match client.connect(o.use_shm, o.addr, 0, &mut echo) {
+            Ok(()) => break,
+            Err(e) if start.elapsed() < o.deadline => {
+                if o.progress {
+                    println!("connect: {e}; retrying");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("connect: {e}")),
+        }
+    }
+    if o.progress {
+        println!("client started, send_num: {} recv_num: {}", echo.counters.sent(), echo.counters.received());
+    }
+    let begin = Instant::now();
+    let stop = AtomicBool::new(false);
+    let mut last_print = Instant::now();
+    let mut tick = |echo: &mut EchoClient| {
+        if o.progress && last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            println!("sent {} received {}", echo.counters.sent(), echo.counters.received());
+        }
+        start.elapsed() < o.deadline
+    };
+    if o.use_shm {
+        let (mut tcp, mut shm) = client.split();
+        let mut tcp_events = EchoClient::new(Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?, 0, false);
+        std::thread::scope(|s| {
+            let stop = &stop;
+            let pin_cpu = o.pin;
+            s.spawn(move || {
+                pin(pin_cpu.map(|c| c + 1));
+                while !stop.load(Ordering::Relaxed) && !tcp.is_closed() {
+                    tcp.poll(now_ns(), &mut tcp_events);
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            pin(o.pin);
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && !echo.done() && echo.error.is_none() {
+                if let Some(conn) = shm.connection() {
+                    echo.send_next(conn);
+                }
+                shm.poll(&mut echo);
+                n = n.wrapping_add(1);
+                if n % 1024 == 0 && !tick(&mut echo) {
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    } else {
+        pin(o.pin);
+        let mut n = 0u32;
+        while !echo.done() && echo.error.is_none() && !client.connection().is_closed() {
+            echo.send_next(client.connection());
+            client.poll_tcp(now_ns(), &mut echo);
+            n = n.wrapping_add(1);
+            if n % 1024 == 0 && !tick(&mut echo) {
+                break;
+            }
+        }
+    }
+    let elapsed = begin.elapsed();
+    client.stop();
+    if let Some(e) = echo.error.take() {
+        return Err(e);
+    }
+    let (sent, received) = (echo.counters.sent(), echo.counters.received());
+    Ok(ClientReport { sent, received, echoes: echo.echoes, elapsed })
+}
