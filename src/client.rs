@@ -213,7 +213,9 @@ impl<C: Conf> TcpShmClient<C> {
         let sys = ConnectError::System;
         if self.conn.is_shm() && self.shm_link.is_none() {
             // The TCP half saw the socket close; the shm half may not have polled since.
-            self.conn.set_closed(CloseReason::unpack(self.status.closed.load(Acquire)).unwrap_or((CloseReason::RequestClose, 0)));
+            self.conn.set_closed(
+                CloseReason::unpack(self.status.closed.load(Acquire)).unwrap_or((CloseReason::RequestClose, 0)),
+            );
         }
         if !self.conn.is_closed() {
             return Err(sys(Error::AlreadyConnected));
@@ -280,7 +282,11 @@ impl<C: Conf> TcpShmClient<C> {
 
     /// Connects, sends the login in one write and reads exactly one response
     /// frame (the server may send resent messages right behind it).
-    fn exchange_login<A: ToSocketAddrs>(&self, addr: A, login: &LoginMsg<C>) -> Result<(TcpStream, LoginRspMsg<C>), Error> {
+    fn exchange_login<A: ToSocketAddrs>(
+        &self,
+        addr: A,
+        login: &LoginMsg<C>,
+    ) -> Result<(TcpStream, LoginRspMsg<C>), Error> {
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|e| Error::io("resolve", e))?.collect();
         let mut last_err = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to connect to");
         let mut stream = None;

@@ -115,26 +115,17 @@ impl<C: Conf> Checked<C> {
             C::SHM_QUEUE_SIZE % 64 == 0 && blocks.is_power_of_two(),
             "Conf::SHM_QUEUE_SIZE / 64 must be a power of two"
         );
-        assert!(
-            C::SHM_QUEUE_SIZE <= 1 << 30,
-            "Conf::SHM_QUEUE_SIZE must be at most 1 GiB (block indices are u32)"
-        );
+        assert!(C::SHM_QUEUE_SIZE <= 1 << 30, "Conf::SHM_QUEUE_SIZE must be at most 1 GiB (block indices are u32)");
         assert!(
             C::TCP_QUEUE_SIZE % 8 == 0 && C::TCP_QUEUE_SIZE > 0,
             "Conf::TCP_QUEUE_SIZE must be a non-zero multiple of 8"
         );
-        assert!(
-            C::TCP_QUEUE_SIZE <= 1 << 30,
-            "Conf::TCP_QUEUE_SIZE must be at most 1 GiB"
-        );
+        assert!(C::TCP_QUEUE_SIZE <= 1 << 30, "Conf::TCP_QUEUE_SIZE must be at most 1 GiB");
         assert!(
             C::TCP_RECV_BUF_INIT_SIZE % 8 == 0 && C::TCP_RECV_BUF_INIT_SIZE > 0,
             "Conf::TCP_RECV_BUF_INIT_SIZE must be a non-zero multiple of 8"
         );
-        assert!(
-            C::TCP_RECV_BUF_MAX_SIZE % 8 == 0,
-            "Conf::TCP_RECV_BUF_MAX_SIZE must be a multiple of 8"
-        );
+        assert!(C::TCP_RECV_BUF_MAX_SIZE % 8 == 0, "Conf::TCP_RECV_BUF_MAX_SIZE must be a multiple of 8");
         assert!(
             C::TCP_RECV_BUF_MAX_SIZE >= C::TCP_RECV_BUF_INIT_SIZE,
             "Conf::TCP_RECV_BUF_MAX_SIZE must be at least Conf::TCP_RECV_BUF_INIT_SIZE"

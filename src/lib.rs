@@ -1,4 +1,4 @@
-//! tcpshm: loss-free persistent TCP and shared-memory message queues.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod client;
@@ -10,11 +10,11 @@ pub mod ptcp;
 pub mod server;
 pub mod shm;
 
-pub use conf::{Conf, DefaultConf, LoginData, ServerConf};
-pub use error::{CloseReason, Error};
-pub use msg::{Msg, MsgHeader};
 pub use client::{ClientHandler, ClientShm, ClientTcp, ConnectError, TcpShmClient};
+pub use conf::{Conf, DefaultConf, LoginData, ServerConf};
 pub use connection::{Connection, Slot};
+pub use error::{CloseReason, Error};
 pub use msg::{LoginMsg, LoginRspMsg, LoginStatus, SeqMismatch};
+pub use msg::{Msg, MsgHeader};
 pub use ptcp::Durability;
 pub use server::{ServerCtl, ServerHandler, ShmGroup, TcpGroup, TcpShmServer};

@@ -119,7 +119,7 @@ impl<'a> Msg<'a> {
 }
 
 const fn align_up(n: usize, a: usize) -> usize {
-    (n + a - 1) / a * a
+    n.div_ceil(a) * a
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -349,10 +349,7 @@ impl<C: Conf> LoginMsg<C> {
         buf[L::<C>::L_USER..L::<C>::L_USE_SHM].copy_from_slice(self.user_data.as_bytes());
         buf[L::<C>::L_USE_SHM] = self.use_shm as u8;
         put_str(&mut buf[L::<C>::L_CLIENT_NAME..L::<C>::L_LAST_SERVER], &self.client_name);
-        put_str(
-            &mut buf[L::<C>::L_LAST_SERVER..L::<C>::L_LAST_SERVER + C::NAME_SIZE],
-            &self.last_server_name,
-        );
+        put_str(&mut buf[L::<C>::L_LAST_SERVER..L::<C>::L_LAST_SERVER + C::NAME_SIZE], &self.last_server_name);
         buf
     }
 
@@ -370,13 +367,12 @@ impl<C: Conf> LoginMsg<C> {
         if h.msg_type != MSG_TYPE_LOGIN {
             return Err(LoginDecodeError::WrongType);
         }
-        let client_name = get_name(&frame[L::<C>::L_CLIENT_NAME..L::<C>::L_LAST_SERVER])
-            .ok_or(LoginDecodeError::InvalidName)?;
+        let client_name =
+            get_name(&frame[L::<C>::L_CLIENT_NAME..L::<C>::L_LAST_SERVER]).ok_or(LoginDecodeError::InvalidName)?;
         let last_server_name =
-            get_name(&frame[L::<C>::L_LAST_SERVER..L::<C>::L_LAST_SERVER + C::NAME_SIZE])
-                .unwrap_or_default();
-        let (user_data, _) = C::LoginUserData::read_from_prefix(&frame[L::<C>::L_USER..])
-            .map_err(|_| LoginDecodeError::WrongSize)?;
+            get_name(&frame[L::<C>::L_LAST_SERVER..L::<C>::L_LAST_SERVER + C::NAME_SIZE]).unwrap_or_default();
+        let (user_data, _) =
+            C::LoginUserData::read_from_prefix(&frame[L::<C>::L_USER..]).map_err(|_| LoginDecodeError::WrongSize)?;
         Ok(LoginMsg {
             ack_seq: h.ack_seq,
             client_seq_start: get_u32::<C>(frame, L::<C>::L_SEQ_START),
@@ -422,10 +418,7 @@ impl<C: Conf> LoginRspMsg<C> {
         buf[L::<C>::R_USER..L::<C>::R_STATUS].copy_from_slice(self.user_data.as_bytes());
         buf[L::<C>::R_STATUS] = self.status.to_wire();
         put_str(&mut buf[L::<C>::R_SERVER_NAME..L::<C>::R_ERROR_MSG], &self.server_name);
-        put_str(
-            &mut buf[L::<C>::R_ERROR_MSG..L::<C>::R_ERROR_MSG + ERROR_MSG_SIZE],
-            &self.error_msg,
-        );
+        put_str(&mut buf[L::<C>::R_ERROR_MSG..L::<C>::R_ERROR_MSG + ERROR_MSG_SIZE], &self.error_msg);
         buf
     }
 
@@ -443,11 +436,11 @@ impl<C: Conf> LoginRspMsg<C> {
         if h.msg_type != MSG_TYPE_LOGIN_RSP {
             return Err(LoginDecodeError::WrongType);
         }
-        let server_name = get_name(&frame[L::<C>::R_SERVER_NAME..L::<C>::R_ERROR_MSG])
-            .ok_or(LoginDecodeError::InvalidName)?;
+        let server_name =
+            get_name(&frame[L::<C>::R_SERVER_NAME..L::<C>::R_ERROR_MSG]).ok_or(LoginDecodeError::InvalidName)?;
         let error_msg = c_str(&frame[L::<C>::R_ERROR_MSG..L::<C>::R_ERROR_MSG + ERROR_MSG_SIZE]);
-        let (user_data, _) = C::LoginRspUserData::read_from_prefix(&frame[L::<C>::R_USER..])
-            .map_err(|_| LoginDecodeError::WrongSize)?;
+        let (user_data, _) =
+            C::LoginRspUserData::read_from_prefix(&frame[L::<C>::R_USER..]).map_err(|_| LoginDecodeError::WrongSize)?;
         Ok(LoginRspMsg {
             ack_seq: h.ack_seq,
             server_seq_start: get_u32::<C>(frame, L::<C>::L_SEQ_START),
@@ -528,10 +521,7 @@ mod tests {
             last_server_name: String::new(),
         }
         .encode();
-        assert_eq!(
-            LoginMsg::<DefaultConf>::decode(&good[..55]).unwrap_err(),
-            LoginDecodeError::WrongSize
-        );
+        assert_eq!(LoginMsg::<DefaultConf>::decode(&good[..55]).unwrap_err(), LoginDecodeError::WrongSize);
         let mut bad = good.clone();
         bad[2] = 3;
         assert_eq!(LoginMsg::<DefaultConf>::decode(&bad).unwrap_err(), LoginDecodeError::WrongType);
@@ -542,11 +532,7 @@ mod tests {
             let mut bad = good.clone();
             bad[18..34].fill(0);
             bad[18..18 + name.len()].copy_from_slice(name);
-            assert_eq!(
-                LoginMsg::<DefaultConf>::decode(&bad).unwrap_err(),
-                LoginDecodeError::InvalidName,
-                "{name:?}"
-            );
+            assert_eq!(LoginMsg::<DefaultConf>::decode(&bad).unwrap_err(), LoginDecodeError::InvalidName, "{name:?}");
         }
     }
 

@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
-use tcpshm::{ClientHandler, CloseReason, Conf, Connection, Msg, ServerConf, ServerHandler, TcpShmClient, TcpShmServer};
+use tcpshm::{
+    ClientHandler, CloseReason, Conf, Connection, Msg, ServerConf, ServerHandler, TcpShmClient, TcpShmServer,
+};
 use zerocopy::FromBytes;
 
 /// Nanoseconds since the first call: the `now` of every poll.
@@ -338,7 +340,8 @@ pub fn run_client(o: &ClientOpts) -> Result<ClientReport, String> {
     };
     if o.use_shm {
         let (mut tcp, mut shm) = client.split();
-        let mut tcp_events = EchoClient::new(Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?, 0, false);
+        let mut tcp_events =
+            EchoClient::new(Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?, 0, false);
         std::thread::scope(|s| {
             let stop = &stop;
             let pin_cpu = o.pin;

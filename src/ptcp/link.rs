@@ -141,11 +141,7 @@ impl<C: Conf> Link<C> {
     /// is complete. Applies every received header's ack to `queue` (absent
     /// in shm mode, where the socket carries only heartbeats and anything
     /// else is skipped). `None` if nothing is complete or the link closed.
-    pub(crate) fn front<'b>(
-        &mut self,
-        rb: &'b mut RecvBuf<C>,
-        queue: Option<&mut PtcpQueue<C>>,
-    ) -> Option<Msg<'b>> {
+    pub(crate) fn front<'b>(&mut self, rb: &'b mut RecvBuf<C>, queue: Option<&mut PtcpQueue<C>>) -> Option<Msg<'b>> {
         if self.closed.is_some() {
             return None;
         }
@@ -232,10 +228,7 @@ impl<C: Conf> RecvBuf<C> {
     }
 
     fn header_at(&self, off: usize) -> MsgHeader {
-        MsgHeader::read_from_prefix(&self.buf.as_bytes()[off..])
-            .map(|(h, _)| h)
-            .unwrap_or_default()
-            .swap_wire::<C>()
+        MsgHeader::read_from_prefix(&self.buf.as_bytes()[off..]).map(|(h, _)| h).unwrap_or_default().swap_wire::<C>()
     }
 
     /// The complete message at `read` (the caller checked there is one).

@@ -140,11 +140,8 @@ impl<C: Conf> PtcpQueue<C> {
         if !path.exists() {
             Self::create(path)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::file("open ptcp file", path, e))?;
+        let file =
+            OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::file("open ptcp file", path, e))?;
         let len = file.metadata().map_err(|e| Error::file("stat ptcp file", path, e))?.len();
         let corrupt = |detail: String| Error::FileCorrupt { path: path.to_owned(), detail };
         if len != Self::FILE_SIZE {
@@ -217,9 +214,7 @@ impl<C: Conf> PtcpQueue<C> {
     fn bytes_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
         (off.checked_add(len)? <= C::TCP_QUEUE_SIZE).then(|| {
             // SAFETY: as in `bytes`; `&mut self` makes this the only slice.
-            unsafe {
-                std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(FILE_HEADER_SIZE + off), len)
-            }
+            unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(FILE_HEADER_SIZE + off), len) }
         })
     }
 

@@ -12,7 +12,9 @@ use super::{GroupShared, Rx, ServerHandler, SlotConn};
 use crate::conf::ServerConf;
 use crate::connection::Connection;
 use crate::error::{CloseReason, Error};
-use crate::msg::{valid_name, LoginDecodeError, LoginLayout, LoginMsg, LoginRspMsg, LoginStatus, SeqMismatch, HEADER_SIZE};
+use crate::msg::{
+    valid_name, LoginDecodeError, LoginLayout, LoginMsg, LoginRspMsg, LoginStatus, SeqMismatch, HEADER_SIZE,
+};
 use crate::ptcp::link::{Link, RecvBuf};
 use crate::ptcp::{ack_in_range, Durability};
 
@@ -129,8 +131,13 @@ impl<C: ServerConf> ServerCtl<C> {
                 if stream.set_nonblocking(true).and_then(|()| stream.set_nodelay(C::TCP_NO_DELAY)).is_err() {
                     return;
                 }
-                self.pending[free] =
-                    Some(PendingLogin { stream, peer, since: now, frame: vec![0; LoginLayout::<C>::LOGIN_FRAME], filled: 0 });
+                self.pending[free] = Some(PendingLogin {
+                    stream,
+                    peer,
+                    since: now,
+                    frame: vec![0; LoginLayout::<C>::LOGIN_FRAME],
+                    filled: 0,
+                });
             }
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}

@@ -46,7 +46,8 @@ impl<C: ServerConf> GroupCore<C> {
         while k < self.live.len() {
             let cell = &self.shared.slots[self.live[k]];
             // SAFETY: as in `adopt`.
-            let closed = unsafe { cell.group_with(|slot, close_request| slot.as_mut().is_none_or(|s| f(s, close_request))) };
+            let closed =
+                unsafe { cell.group_with(|slot, close_request| slot.as_mut().is_none_or(|s| f(s, close_request))) };
             if closed == Some(false) {
                 k += 1;
                 continue;

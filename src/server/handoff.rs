@@ -20,9 +20,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU8};
 #[cfg(not(loom))]
 use std::cell::UnsafeCell;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Who owns a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,11 @@ unsafe impl<T: Send> Sync for HandoffCell<T> {}
 
 impl<T> HandoffCell<T> {
     pub(crate) fn new(value: T) -> Self {
-        HandoffCell { state: AtomicU8::new(CTL_IDLE), close_request: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        HandoffCell {
+            state: AtomicU8::new(CTL_IDLE),
+            close_request: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// The current owner, as the control side sees it.

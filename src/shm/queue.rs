@@ -69,11 +69,7 @@ impl ShmSender {
         let pad = n - (self.write_idx & (n - 1));
         let rewind = need > pad;
         // The consumer must have passed this block for the message to fit.
-        let min_read = self
-            .write_idx
-            .wrapping_add(need)
-            .wrapping_add(if rewind { pad } else { 0 })
-            .wrapping_sub(n);
+        let min_read = self.write_idx.wrapping_add(need).wrapping_add(if rewind { pad } else { 0 }).wrapping_sub(n);
         if need > n {
             return false;
         }
@@ -102,9 +98,7 @@ impl ShmSender {
         // the consumer has released them; the consumer does not read them
         // before write_idx is published, so this process has them to itself.
         // `&mut self` makes this the only live reference into them.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.region.block_ptr(self.write_idx).add(HEADER_SIZE), len)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.region.block_ptr(self.write_idx).add(HEADER_SIZE), len) }
     }
 
     /// The body of the allocated message, for reading back.
@@ -201,10 +195,7 @@ impl ShmReceiver {
         // borrow). `size` was read once, so a producer that breaks the
         // protocol can change the bytes we see but not the slice's bounds.
         let body = unsafe {
-            std::slice::from_raw_parts(
-                self.region.block_ptr(self.read_idx).add(HEADER_SIZE),
-                size - HEADER_SIZE,
-            )
+            std::slice::from_raw_parts(self.region.block_ptr(self.read_idx).add(HEADER_SIZE), size - HEADER_SIZE)
         };
         Ok(Some(Msg::new(header.msg_type, body)))
     }
@@ -341,6 +332,62 @@ mod tests {
         let path = p._dir.path().join("q.shm");
         assert!(ShmReceiver::new(ShmRegion::open(&path, 256).unwrap()).is_err());
         assert!(ShmSender::new(ShmRegion::open(&path, 256).unwrap()).is_err());
+    }
+
+    /// The C++ echo pair's queues after a shm session (tests/data): 16
+    /// messages of types 1..4 carrying the numbers 0..40, all consumed.
+    fn golden(gz: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = vec![];
+        flate2::read::GzDecoder::new(gz).read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), (1 << 20) + 256);
+        out
+    }
+
+    #[test]
+    fn reads_and_writes_the_cpp_queue_layout() {
+        for gz in [
+            &include_bytes!("../../tests/data/shmq_goldshm_server.shm.gz")[..],
+            &include_bytes!("../../tests/data/shmq_server_goldshm.shm.gz")[..],
+        ] {
+            let mut bytes = golden(gz);
+            let q = 1 << 20;
+            assert_eq!(&bytes[q..q + 4], &16u32.to_ne_bytes(), "write_idx");
+            assert_eq!(&bytes[q + 128..q + 132], &16u32.to_ne_bytes(), "read_idx");
+            // Rewind the consumer so our receiver reads what the C++ producer wrote.
+            bytes[q + 128..q + 132].fill(0);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("gold.shm");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut rx = ShmReceiver::new(ShmRegion::open(&path, q).unwrap()).unwrap();
+            let mut next = 0u32;
+            let mut msgs = vec![];
+            while let Some(m) = rx.front().unwrap() {
+                let vals: Vec<u32> = m.body().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+                assert_eq!(vals.len(), m.msg_type() as usize);
+                for v in &vals {
+                    assert_eq!(*v, next);
+                    next += 1;
+                }
+                msgs.push((m.msg_type(), m.body().to_vec()));
+                rx.pop();
+            }
+            assert_eq!((msgs.len(), next), (16, 40));
+            assert_eq!(rx.region.read_idx().load(Acquire), 16);
+
+            // Our producer lays the same messages out in the same blocks.
+            let ours = dir.path().join("ours.shm");
+            let mut tx = ShmSender::new(ShmRegion::open(&ours, q).unwrap()).unwrap();
+            for (t, body) in &msgs {
+                assert!(send(&mut tx, *t, body));
+            }
+            let ours = std::fs::read(&ours).unwrap();
+            for (i, (_, body)) in msgs.iter().enumerate() {
+                let b = i * 64;
+                assert_eq!(&ours[b..b + 8 + body.len()], &bytes[b..b + 8 + body.len()], "block {i}");
+            }
+            assert_eq!(&ours[q..q + 4], &16u32.to_ne_bytes());
+        }
     }
 
     #[test]

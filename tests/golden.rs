@@ -1,0 +1,300 @@
+//! Interoperability with the C++ tcpshm, against bytes captured from its own
+//! echo pair (tests/data, see its README): our encoder produces its login
+//! frames, our decoder reads every frame of its sessions, and our server and
+//! client, replayed against its recorded peer over real sockets, put the same
+//! bytes on the wire (padding aside: the C++ side leaves garbage there).
+
+#[path = "../examples/common/echo.rs"]
+mod echo;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tcpshm::msg::LoginLayout;
+use tcpshm::{
+    ClientHandler, Conf, Connection, LoginMsg, LoginRspMsg, LoginStatus, Msg, MsgHeader, ServerConf, TcpShmClient,
+    TcpShmServer,
+};
+use zerocopy::FromBytes;
+
+/// The capture's configuration (NameSize 16, 1 MiB shm queue, little
+/// endian, one-byte login data).
+struct GoldConf;
+impl Conf for GoldConf {
+    const SHM_QUEUE_SIZE: usize = 1 << 20;
+    const TCP_QUEUE_SIZE: usize = 3000;
+    const CONNECTION_TIMEOUT: i64 = 10_000_000_000;
+    const HEARTBEAT_INTERVAL: i64 = 3_000_000_000;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+impl ServerConf for GoldConf {
+    const NEW_CONNECTION_TIMEOUT: i64 = 3_000_000_000;
+}
+
+const PINGPONG_C2S: &[u8] = include_bytes!("data/tcp_pingpong_c2s.bin");
+const PINGPONG_S2C: &[u8] = include_bytes!("data/tcp_pingpong_s2c.bin");
+const SHM_LOGIN_C2S: &[u8] = include_bytes!("data/shm_login_c2s.bin");
+const SHM_LOGIN_S2C: &[u8] = include_bytes!("data/shm_login_s2c.bin");
+const RESUME_C2S: &[u8] = include_bytes!("data/tcp_resume_c2s_head.bin");
+const RESUME_S2C: &[u8] = include_bytes!("data/tcp_resume_s2c_head.bin");
+const RESUME_LASTSERVER: &[u8] = include_bytes!("data/resume.lastserver");
+
+fn header(frame: &[u8]) -> MsgHeader {
+    MsgHeader::read_from_prefix(frame).unwrap().0.swap_wire::<GoldConf>()
+}
+
+/// Splits a byte stream into whole frames (a cut tail is left out).
+fn frames(mut s: &[u8]) -> Vec<&[u8]> {
+    let mut out = vec![];
+    while s.len() >= 8 {
+        let len = header(s).padded_size();
+        assert!(len >= 8, "frame size below the header");
+        if s.len() < len {
+            break;
+        }
+        out.push(&s[..len]);
+        s = &s[len..];
+    }
+    out
+}
+
+/// The numbers an application frame carries (type = count of i32).
+fn numbers(frame: &[u8]) -> Vec<i32> {
+    let h = header(frame);
+    assert!((1..=4).contains(&h.msg_type), "type {}", h.msg_type);
+    assert_eq!(h.size as usize, 8 + 4 * h.msg_type as usize);
+    frame[8..h.size as usize].chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Offsets of a login frame that carry meaning: header, seqs, user data,
+/// use_shm, and each name up to its NUL.
+fn login_meaningful(frame: &[u8]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..18).collect();
+    for start in [18, 34] {
+        let end = frame[start..start + 16].iter().position(|&b| b == 0).unwrap_or(15);
+        idx.extend(start..=start + end);
+    }
+    idx
+}
+
+/// As `login_meaningful` for a response: header, seqs, status, server name
+/// to its NUL, first byte of error_msg (the C++ server leaves user_data unset).
+fn rsp_meaningful(frame: &[u8]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..16).collect();
+    idx.push(17);
+    let end = frame[18..34].iter().position(|&b| b == 0).unwrap_or(15);
+    idx.extend(18..=18 + end);
+    idx.push(34);
+    idx
+}
+
+fn assert_same_at(ours: &[u8], theirs: &[u8], idx: &[usize], what: &str) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: length");
+    for &i in idx {
+        assert_eq!(ours[i], theirs[i], "{what}: byte {i}\n ours   {ours:02x?}\n theirs {theirs:02x?}");
+    }
+}
+
+/// Application frames compare on their header and body; padding is ignored.
+fn assert_same_frame(ours: &[u8], theirs: &[u8], what: &str) {
+    let size = header(theirs).size as usize;
+    assert_eq!(ours.len(), theirs.len(), "{what}: padded length");
+    assert_eq!(&ours[..size], &theirs[..size], "{what}");
+    assert!(ours[size..].iter().all(|&b| b == 0), "{what}: our padding is zeroed");
+}
+
+#[test]
+fn encoder_produces_the_cpp_login_frames() {
+    assert_eq!(LoginLayout::<GoldConf>::LOGIN_FRAME, 56);
+    assert_eq!(LoginLayout::<GoldConf>::RSP_FRAME, 72);
+    type Case<'a> = (&'a [u8], u32, u32, u32, bool, &'a str, &'a str);
+    let cases: [Case; 3] = [
+        (PINGPONG_C2S, 0, 0, 0, false, "gold", ""),
+        (SHM_LOGIN_C2S, 0, 0, 0, true, "goldshm", ""),
+        (RESUME_C2S, 3091, 3091, 3190, false, "resume", "server"),
+    ];
+    for (capture, ack, start, end, use_shm, name, last) in cases {
+        let ours = LoginMsg::<GoldConf> {
+            ack_seq: ack,
+            client_seq_start: start,
+            client_seq_end: end,
+            user_data: 0,
+            use_shm,
+            client_name: name.into(),
+            last_server_name: last.into(),
+        }
+        .encode();
+        let theirs = &capture[..56];
+        assert_same_at(&ours, theirs, &login_meaningful(theirs), name);
+        assert!(ours[50..].iter().all(|&b| b == 0));
+    }
+    let rsps: [(&[u8], u32, u32, u32); 3] =
+        [(PINGPONG_S2C, 0, 0, 0), (SHM_LOGIN_S2C, 0, 0, 0), (RESUME_S2C, 3190, 3091, 3190)];
+    for (capture, ack, start, end) in rsps {
+        let mut rsp = LoginRspMsg::<GoldConf>::new("server", LoginStatus::Ok);
+        (rsp.ack_seq, rsp.server_seq_start, rsp.server_seq_end) = (ack, start, end);
+        let ours = rsp.encode();
+        let theirs = &capture[..72];
+        assert_same_at(&ours, theirs, &rsp_meaningful(theirs), "login response");
+    }
+}
+
+#[test]
+fn decoder_reads_every_frame_of_the_cpp_sessions() {
+    // Ping-pong: a login, 15 messages and their 15 echoes.
+    let (c2s, s2c) = (frames(PINGPONG_C2S), frames(PINGPONG_S2C));
+    assert_eq!((c2s.len(), s2c.len()), (16, 16));
+    let login = LoginMsg::<GoldConf>::decode(c2s[0]).unwrap();
+    assert_eq!((login.client_name.as_str(), login.last_server_name.as_str(), login.use_shm), ("gold", "", false));
+    let rsp = LoginRspMsg::<GoldConf>::decode(s2c[0]).unwrap();
+    assert_eq!((rsp.status, rsp.server_name.as_str(), rsp.error_msg.as_str()), (LoginStatus::Ok, "server", ""));
+    let mut next = 0;
+    for i in 1..16 {
+        let sent = numbers(c2s[i]);
+        assert_eq!(sent, numbers(s2c[i]), "echo {i}");
+        assert!(sent.iter().all(|&v| {
+            next += 1;
+            v == next - 1
+        }));
+        // Each side's ack counts the other's messages consumed so far.
+        assert_eq!(header(c2s[i]).ack_seq, i as u32 - 1);
+        assert_eq!(header(s2c[i]).ack_seq, i as u32);
+    }
+
+    // Shm mode: only the login crosses TCP.
+    let login = LoginMsg::<GoldConf>::decode(SHM_LOGIN_C2S).unwrap();
+    assert!(login.use_shm);
+    assert_eq!(login.client_name, "goldshm");
+    let rsp = LoginRspMsg::<GoldConf>::decode(SHM_LOGIN_S2C).unwrap();
+    assert_eq!((rsp.status, rsp.server_name.as_str()), (LoginStatus::Ok, "server"));
+
+    // The resume after SIGKILL, cut mid-frame at 4096 bytes.
+    let (c2s, s2c) = (frames(RESUME_C2S), frames(RESUME_S2C));
+    let login = LoginMsg::<GoldConf>::decode(c2s[0]).unwrap();
+    assert_eq!((login.ack_seq, login.client_seq_start, login.client_seq_end), (3091, 3091, 3190));
+    assert_eq!((login.client_name.as_str(), login.last_server_name.as_str()), ("resume", "server"));
+    let rsp = LoginRspMsg::<GoldConf>::decode(s2c[0]).unwrap();
+    assert_eq!(
+        (rsp.ack_seq, rsp.server_seq_start, rsp.server_seq_end, rsp.status),
+        (3190, 3091, 3190, LoginStatus::Ok)
+    );
+    for stream in [&c2s[1..], &s2c[1..]] {
+        assert!(stream.len() > 100);
+        let mut expect = numbers(stream[0])[0];
+        for f in stream {
+            for v in numbers(f) {
+                assert_eq!(v, expect);
+                expect += 1;
+            }
+        }
+    }
+    // The server resends from the client's ack 3091, each message with the
+    // ack of its push time; the client's new messages count up from 3091.
+    assert_eq!(header(s2c[1]).ack_seq, 3092);
+    assert_eq!(header(c2s[1]).ack_seq, 3091);
+    let tail = &RESUME_S2C[s2c.iter().map(|f| f.len()).sum::<usize>()..];
+    assert!(!tail.is_empty() && tail.len() < header(tail).padded_size(), "the capture ends mid-frame");
+
+    // The client's .lastserver: NAME_SIZE bytes, NUL-padded.
+    assert_eq!(RESUME_LASTSERVER.len(), GoldConf::NAME_SIZE);
+    assert_eq!(&RESUME_LASTSERVER[..7], b"server\0");
+}
+
+fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut f = vec![0u8; 8];
+    s.read_exact(&mut f).unwrap();
+    let len = header(&f).padded_size();
+    f.resize(len, 0);
+    s.read_exact(&mut f[8..]).unwrap();
+    f
+}
+
+#[test]
+fn our_server_answers_the_cpp_client_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TcpShmServer::<GoldConf>::new("server", dir.path()).unwrap();
+    server.start("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut h = echo::EchoServerHandler { quiet: true };
+            while !stop.load(Ordering::Relaxed) {
+                server.poll_ctl(echo::now_ns(), &mut h);
+                server.poll_tcp(echo::now_ns(), 0, &mut h);
+            }
+        });
+        let (c2s, s2c) = (frames(PINGPONG_C2S), frames(PINGPONG_S2C));
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for i in 0..16 {
+            // The C++ client waits for each echo before it sends the next.
+            sock.write_all(c2s[i]).unwrap();
+            let ours = read_frame(&mut sock);
+            if i == 0 {
+                assert_same_at(&ours, s2c[0], &rsp_meaningful(s2c[0]), "login response");
+            } else {
+                assert_same_frame(&ours, s2c[i], &format!("echo {i}"));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// Sends the captured client's messages one by one, awaiting each echo.
+struct Replay {
+    next: usize,
+    echoed: usize,
+}
+
+impl ClientHandler<GoldConf> for Replay {
+    fn on_server_msg(&mut self, conn: &mut Connection<GoldConf>, msg: Msg<'_>) {
+        let theirs = frames(PINGPONG_S2C)[self.echoed + 1];
+        assert_eq!(msg.msg_type(), header(theirs).msg_type);
+        assert_eq!(msg.body(), &theirs[8..header(theirs).size as usize]);
+        self.echoed += 1;
+        conn.pop();
+    }
+}
+
+#[test]
+fn our_client_talks_to_the_cpp_server_byte_for_byte() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (c2s, s2c) = (frames(PINGPONG_C2S), frames(PINGPONG_S2C));
+    let peer = std::thread::spawn(move || {
+        // Plays the recorded C++ server, garbage padding included.
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for i in 0..16 {
+            let ours = read_frame(&mut sock);
+            if i == 0 {
+                assert_same_at(&ours, c2s[0], &login_meaningful(c2s[0]), "login");
+            } else {
+                assert_same_frame(&ours, c2s[i], &format!("message {i}"));
+            }
+            sock.write_all(s2c[i]).unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = TcpShmClient::<GoldConf>::new("gold", dir.path()).unwrap();
+    let mut h = Replay { next: 1, echoed: 0 };
+    client.connect(false, addr, 0, &mut h).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.echoed < 15 && std::time::Instant::now() < deadline {
+        if h.next == h.echoed + 1 && h.next <= 15 {
+            let theirs = frames(PINGPONG_C2S)[h.next];
+            let size = header(theirs).size as usize;
+            assert!(client.connection().send(header(theirs).msg_type, &theirs[8..size]));
+            h.next += 1;
+        }
+        client.poll_tcp(echo::now_ns(), &mut h);
+    }
+    assert_eq!(h.echoed, 15);
+    peer.join().unwrap();
+    assert_eq!(client.last_server_name().unwrap().as_deref(), Some("server"));
+}
