@@ -36,6 +36,7 @@ fn run(use_shm: bool, count: u64, stream: bool, pin: Option<usize>) -> Result<f6
             pin,
             progress: false,
             deadline: Duration::from_secs(600),
+            stop_after: None,
         };
         let r = echo::run_client(&opts);
         stop.store(true, Ordering::Relaxed);

@@ -34,6 +34,7 @@ fn main() {
         pin: args.opt("--pin"),
         progress: true,
         deadline: Duration::from_secs(args.value("--timeout", 3600)),
+        stop_after: None,
     };
     match echo::run_client(&opts) {
         Ok(r) => {

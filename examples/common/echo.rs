@@ -211,17 +211,18 @@ pub struct EchoClient {
     pub echoes: u64,
     rng: u64,
     pub disconnected: Option<CloseReason>,
+    pub stop_after: Option<u64>,
 }
 
 impl EchoClient {
     pub fn new(counters: Counters, count: u64, stream: bool) -> Self {
         let rng = now_ns() as u64 | 1;
-        EchoClient { counters, count, stream, error: None, echoes: 0, rng, disconnected: None }
+        EchoClient { counters, count, stream, error: None, echoes: 0, rng, disconnected: None, stop_after: None }
     }
 
-    /// All numbers sent and echoed.
+    /// All numbers sent and echoed (or `stop_after` of them).
     pub fn done(&mut self) -> bool {
-        self.counters.received() >= self.count
+        self.counters.received() >= self.stop_after.unwrap_or(self.count).min(self.count)
     }
 
     /// Sends the next message if it is time (ping-pong waits for the echo).
@@ -255,6 +256,9 @@ impl<C: Conf> ClientHandler<C> for EchoClient {
             self.error = Some(format!("bad message: type {} size {}", msg.msg_type(), body.len()));
             conn.close();
             return;
+        }
+        if self.done() {
+            return; // stopping early: left unpopped, delivered again after a restart
         }
         let cells = self.counters.cells();
         for chunk in body.chunks_exact(4) {
@@ -304,6 +308,8 @@ pub struct ClientOpts<'a> {
     pub progress: bool,
     /// Give up after this long.
     pub deadline: Duration,
+    /// Stop early (messages still in flight) once this many numbers came back.
+    pub stop_after: Option<u64>,
 }
 
 /// Connects (retrying until the deadline) and runs the echo until every
@@ -313,6 +319,7 @@ pub fn run_client(o: &ClientOpts) -> Result<ClientReport, String> {
     let mut client = TcpShmClient::<EchoConf>::new(o.name, o.ptcp_dir).map_err(|e| e.to_string())?;
     let counters = Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?;
     let mut echo = EchoClient::new(counters, o.count, o.stream);
+    echo.stop_after = o.stop_after;
     loop {
         match client.connect(o.use_shm, o.addr, 0, &mut echo) {
             Ok(()) => break,
