@@ -35,7 +35,7 @@ pub(crate) struct Link<C: Conf> {
     /// Unsent tail of a heartbeat whose write was partial.
     hb_out: [u8; HEADER_SIZE],
     hb_sent: usize,
-    _conf: PhantomData<C>,
+    _conf: PhantomData<fn() -> C>,
 }
 
 impl<C: Conf> Link<C> {
@@ -219,7 +219,7 @@ pub(crate) struct RecvBuf<C: Conf> {
     read: usize,
     parsed: usize,
     filled: usize,
-    _conf: PhantomData<C>,
+    _conf: PhantomData<fn() -> C>,
 }
 
 impl<C: Conf> RecvBuf<C> {

@@ -126,7 +126,7 @@ pub(crate) struct PtcpQueue<C: Conf> {
     pending_size: u16,
     pending_pos: u32,
     durability: Durability,
-    _conf: PhantomData<C>,
+    _conf: PhantomData<fn() -> C>,
 }
 
 impl<C: Conf> PtcpQueue<C> {

@@ -1,0 +1,204 @@
+//! Helpers of the integration tests: a server on a thread of its own that
+//! records what its handler saw, a recording client handler, and bounded
+//! polling instead of sleeps.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tcpshm::{
+    ClientHandler, CloseReason, Connection, Error, LoginMsg, LoginRspMsg, Msg, SeqMismatch, ServerConf, ServerHandler,
+    TcpShmClient, TcpShmServer,
+};
+
+/// Nanoseconds since the first call: the `now` of every poll.
+pub fn now_ns() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as i64
+}
+
+/// Unique names for this process (shm objects and ports are global).
+pub fn unique(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 100_000)
+}
+
+/// What a server's handler saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Logon(String),
+    Disconnected(String, CloseReason),
+    Mismatch(String, SeqMismatch),
+    FileError(String),
+    Msg(String, u16, Vec<u8>),
+}
+
+/// A server handler that records events, rejects the names it is told to,
+/// and echoes messages when `echo` is set.
+#[derive(Default, Clone)]
+pub struct Recorder {
+    pub events: Arc<Mutex<Vec<Event>>>,
+    pub reject: HashMap<String, Option<String>>,
+    pub echo: bool,
+    /// Sequence numbers seen at each logon, by client name.
+    pub logon_seqs: Arc<Mutex<Vec<(String, Option<(u32, u32, u32)>)>>>,
+}
+
+impl Recorder {
+    fn push(&self, e: Event) {
+        self.events.lock().unwrap().push(e);
+    }
+}
+
+impl<C: ServerConf> ServerHandler<C> for Recorder {
+    fn on_new_connection(
+        &mut self,
+        _peer: std::net::SocketAddr,
+        login: &LoginMsg<C>,
+        _rsp: &mut C::LoginRspUserData,
+    ) -> Result<usize, Option<String>> {
+        match self.reject.get(&login.client_name) {
+            Some(msg) => Err(msg.clone()),
+            None => Ok(0),
+        }
+    }
+
+    fn on_client_file_error(&mut self, conn: &Connection<C>, _error: &Error) {
+        self.push(Event::FileError(conn.remote_name().into()));
+    }
+
+    fn on_seq_number_mismatch(&mut self, conn: &Connection<C>, m: &SeqMismatch) {
+        self.push(Event::Mismatch(conn.remote_name().into(), *m));
+    }
+
+    fn on_client_logon(&mut self, _peer: std::net::SocketAddr, conn: &mut Connection<C>) {
+        self.logon_seqs.lock().unwrap().push((conn.remote_name().into(), conn.seqs()));
+        self.push(Event::Logon(conn.remote_name().into()));
+    }
+
+    fn on_client_disconnected(&mut self, conn: &mut Connection<C>, reason: CloseReason, _errno: i32) {
+        self.push(Event::Disconnected(conn.remote_name().into(), reason));
+    }
+
+    fn on_client_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>) {
+        if self.echo {
+            let Some(mut slot) = conn.alloc(msg.body().len()) else { return };
+            slot.copy_from_slice(msg.body());
+            slot.pop_received();
+            slot.push(msg.msg_type());
+        } else {
+            conn.pop();
+        }
+        self.push(Event::Msg(conn.remote_name().into(), msg.msg_type(), msg.body().to_vec()));
+    }
+}
+
+/// A server polled by one thread of its own until dropped.
+pub struct ServerThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub addr: String,
+    pub rec: Recorder,
+}
+
+impl ServerThread {
+    pub fn start<C: ServerConf>(name: &str, dir: &Path, rec: Recorder) -> Self {
+        Self::start_at::<C>(name, dir, "127.0.0.1:0", rec)
+    }
+
+    pub fn start_at<C: ServerConf>(name: &str, dir: &Path, addr: &str, rec: Recorder) -> Self {
+        let mut server = TcpShmServer::<C>::new(name, dir).unwrap();
+        server.start(addr).unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let mut h = rec.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let now = now_ns();
+                server.poll_ctl(now, &mut h);
+                for g in 0..C::MAX_TCP_GRPS {
+                    server.poll_tcp(now, g, &mut h);
+                }
+                for g in 0..C::MAX_SHM_GRPS {
+                    server.poll_shm(g, &mut h);
+                }
+            }
+        });
+        ServerThread { stop, thread: Some(thread), addr, rec }
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.rec.events.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the recorded events satisfy `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&[Event]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !pred(&self.events()) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; events: {:?}", self.events());
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A client handler that records what it saw and pops everything.
+#[derive(Default)]
+pub struct ClientRec {
+    pub msgs: Vec<(u16, Vec<u8>)>,
+    pub disconnected: Option<CloseReason>,
+    pub rejected: Option<String>,
+    pub mismatch: Option<SeqMismatch>,
+    pub login_rsp: Option<(u32, u32, u32)>,
+}
+
+impl<C: tcpshm::Conf> ClientHandler<C> for ClientRec {
+    fn on_login_reject(&mut self, rsp: &LoginRspMsg<C>) {
+        self.rejected = Some(rsp.error_msg.clone());
+    }
+
+    fn on_login_success(&mut self, rsp: &LoginRspMsg<C>) -> Option<i64> {
+        self.login_rsp = Some((rsp.ack_seq, rsp.server_seq_start, rsp.server_seq_end));
+        Some(now_ns())
+    }
+
+    fn on_seq_number_mismatch(&mut self, m: &SeqMismatch) {
+        self.mismatch = Some(*m);
+    }
+
+    fn on_server_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>) {
+        self.msgs.push((msg.msg_type(), msg.body().to_vec()));
+        conn.pop();
+    }
+
+    fn on_disconnected(&mut self, reason: CloseReason, _errno: i32) {
+        self.disconnected = Some(reason);
+    }
+}
+
+/// Polls the client's TCP side (and shm side) until `done` or a deadline.
+pub fn poll_until<C: tcpshm::Conf>(
+    client: &mut TcpShmClient<C>,
+    h: &mut ClientRec,
+    what: &str,
+    done: impl Fn(&mut TcpShmClient<C>, &ClientRec) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(client, h) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        client.poll_tcp(now_ns(), h);
+        client.poll_shm(h);
+    }
+}
