@@ -84,6 +84,8 @@ impl<C: ServerConf> ServerHandler<C> for Recorder {
     }
 
     fn on_client_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>) {
+        // Recorded before the echo, so a client that got the echo finds it here.
+        self.push(Event::Msg(conn.remote_name().into(), msg.msg_type(), msg.body().to_vec()));
         if self.echo {
             let Some(mut slot) = conn.alloc(msg.body().len()) else { return };
             slot.copy_from_slice(msg.body());
@@ -92,7 +94,6 @@ impl<C: ServerConf> ServerHandler<C> for Recorder {
         } else {
             conn.pop();
         }
-        self.push(Event::Msg(conn.remote_name().into(), msg.msg_type(), msg.body().to_vec()));
     }
 }
 

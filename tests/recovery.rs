@@ -1,0 +1,133 @@
+//! Sequence numbers across sessions: a mismatch refuses the login on both
+//! sides with the six numbers; a new server name discards the old queues;
+//! messages pushed while disconnected go out after the next login.
+
+mod support;
+
+use std::path::Path;
+
+use support::{poll_until, unique, ClientRec, Event, Recorder, ServerThread};
+use tcpshm::{Conf, ConnectError, ServerConf, TcpShmClient};
+
+const MS: i64 = 1_000_000;
+
+struct TestConf;
+impl Conf for TestConf {
+    const CONNECTION_TIMEOUT: i64 = 5_000 * MS;
+    const HEARTBEAT_INTERVAL: i64 = 100 * MS;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+impl ServerConf for TestConf {
+    const NEW_CONNECTION_TIMEOUT: i64 = 3_000 * MS;
+}
+
+fn echo_server(name: &str, dir: &Path) -> ServerThread {
+    ServerThread::start::<TestConf>(name, dir, Recorder { echo: true, ..Default::default() })
+}
+
+/// Sends `n` messages and waits for their echoes.
+fn exchange(client: &mut TcpShmClient<TestConf>, h: &mut ClientRec, n: usize) {
+    let want = h.msgs.len() + n;
+    for i in 0..n {
+        assert!(client.connection().send(7, &(i as u64)));
+    }
+    poll_until(client, h, "the echoes", |_, h| h.msgs.len() >= want);
+}
+
+#[test]
+fn deleted_client_queue_file_is_a_seq_mismatch_on_both_sides() {
+    let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let srv = unique("srv");
+    let server = echo_server(&srv, sdir.path());
+    let mut client = TcpShmClient::<TestConf>::new("mm", cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    client.connect(false, server.addr.as_str(), 0, &mut h).unwrap();
+    exchange(&mut client, &mut h, 10);
+    drop(client);
+    server.wait_for("the disconnect", |e| e.iter().any(|e| matches!(e, Event::Disconnected(..))));
+
+    // The client loses its queue file: its numbers restart at 0 while the
+    // server has consumed 10 of its messages.
+    std::fs::remove_file(tcpshm::ptcp::ptcp_path(cdir.path(), "mm", &srv)).unwrap();
+    let mut client = TcpShmClient::<TestConf>::new("mm", cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    let r = client.connect(false, server.addr.as_str(), 0, &mut h);
+    let Err(ConnectError::SeqMismatch(m)) = r else { panic!("expected a mismatch, got {r:?}") };
+    assert_eq!(h.mismatch, Some(m));
+    assert_eq!((m.local_ack_seq, m.local_seq_start, m.local_seq_end), (0, 0, 0));
+    assert_eq!(m.remote_ack_seq, 10, "the server consumed 10");
+    assert!(!m.is_consistent());
+    server.wait_for("the server's mismatch", |e| e.iter().any(|e| matches!(e, Event::Mismatch(n, _) if n == "mm")));
+    let server_side = server.events().into_iter().find_map(|e| match e {
+        Event::Mismatch(_, m) => Some(m),
+        _ => None,
+    });
+    let s = server_side.unwrap();
+    assert_eq!((s.remote_ack_seq, s.remote_seq_start, s.remote_seq_end), (0, 0, 0));
+    assert_eq!(s.local_ack_seq, 10);
+    assert!(client.connection().is_closed(), "no connection is made");
+}
+
+#[test]
+fn messages_pushed_while_disconnected_arrive_after_the_next_login() {
+    let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let srv = unique("srv");
+    let mut client = TcpShmClient::<TestConf>::new("late", cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    {
+        let server = echo_server(&srv, sdir.path());
+        client.connect(false, server.addr.as_str(), 0, &mut h).unwrap();
+        exchange(&mut client, &mut h, 3);
+    }
+    poll_until(&mut client, &mut h, "the disconnect", |_, h| h.disconnected.is_some());
+    for i in 100..105u64 {
+        assert!(client.connection().send(9, &i), "queued while disconnected");
+    }
+    let server = echo_server(&srv, sdir.path());
+    client.connect(false, server.addr.as_str(), 0, &mut h).unwrap();
+    poll_until(&mut client, &mut h, "the late echoes", |_, h| h.msgs.len() == 8);
+    let late: Vec<u64> = h.msgs[3..].iter().map(|(_, b)| u64::from_ne_bytes(b[..8].try_into().unwrap())).collect();
+    assert_eq!(late, vec![100, 101, 102, 103, 104]);
+}
+
+#[test]
+fn a_new_server_name_discards_the_old_queues() {
+    let (adir, bdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alpha, beta) = (unique("alpha"), unique("beta"));
+    let mut client = TcpShmClient::<TestConf>::new("day", cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    {
+        let server = echo_server(&alpha, adir.path());
+        client.connect(false, server.addr.as_str(), 0, &mut h).unwrap();
+        exchange(&mut client, &mut h, 4);
+        // Yesterday's unhandled messages: pushed, never delivered.
+        server.wait_for("4 messages", |e| e.iter().filter(|e| matches!(e, Event::Msg(..))).count() == 4);
+    }
+    poll_until(&mut client, &mut h, "the disconnect", |_, h| h.disconnected.is_some());
+    assert!(client.connection().send(9, &1u64));
+    assert_eq!(client.last_server_name().unwrap(), Some(alpha.clone()));
+
+    // A new day's server: the client resets and remembers the new name.
+    let b = echo_server(&beta, bdir.path());
+    client.connect(false, b.addr.as_str(), 0, &mut h).unwrap();
+    assert_eq!(client.last_server_name().unwrap(), Some(beta.clone()));
+    assert_eq!(client.connection().seqs(), Some((0, 0, 0)));
+    exchange(&mut client, &mut h, 2);
+    client.connection().close();
+    poll_until(&mut client, &mut h, "the close", |c, _| c.connection().is_closed());
+    drop(b);
+
+    // Back to alpha, whose name now differs from the client's last one:
+    // both sides start afresh, and the message queued for alpha is gone.
+    let a = echo_server(&alpha, adir.path());
+    client.connect(false, a.addr.as_str(), 0, &mut h).unwrap();
+    a.wait_for("the logon", |e| e.contains(&Event::Logon("day".into())));
+    assert_eq!(a.rec.logon_seqs.lock().unwrap()[0], ("day".to_string(), Some((0, 0, 0))));
+    assert_eq!(h.login_rsp, Some((0, 0, 0)));
+    exchange(&mut client, &mut h, 1);
+    let got: Vec<u16> =
+        a.events().iter().filter_map(|e| if let Event::Msg(_, t, _) = e { Some(*t) } else { None }).collect();
+    assert_eq!(got, vec![7], "only the new message, not the one queued for yesterday");
+}
