@@ -59,6 +59,16 @@ pub trait Conf: 'static {
     const TCP_RECV_BUF_INIT_SIZE: usize = 2000;
     /// Largest the TCP receive buffer may grow; a multiple of 8, at least the initial size.
     /// A frame larger than this closes the connection.
+    ///
+    /// Acks travel in order with the messages. A side whose handler does not
+    /// pop (say, because its own send queue is full until the peer acks)
+    /// stops reading once this buffer is full of unpopped messages; it then
+    /// sees the peer's newer ack only if the ack fits behind them. The peer
+    /// cannot have more in flight than its `TCP_QUEUE_SIZE` (unacknowledged
+    /// messages stay in its queue), so keep this above the peer's
+    /// `TCP_QUEUE_SIZE` (with room for a few heartbeats) in any protocol where
+    /// a handler may wait on its own full queue; the C++ original has the
+    /// same coupling.
     const TCP_RECV_BUF_MAX_SIZE: usize = 8000;
     /// Whether to set `TCP_NODELAY` on connection sockets.
     const TCP_NO_DELAY: bool = true;

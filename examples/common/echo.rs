@@ -35,7 +35,9 @@ impl Conf for EchoConf {
     const SHM_QUEUE_SIZE: usize = 1 << 20;
     const TCP_QUEUE_SIZE: usize = 1 << 16;
     const TCP_RECV_BUF_INIT_SIZE: usize = 1 << 16;
-    const TCP_RECV_BUF_MAX_SIZE: usize = 1 << 16;
+    // Above the peer's TCP_QUEUE_SIZE, so an ack can always be read behind
+    // the most the peer can have in flight (see Conf::TCP_RECV_BUF_MAX_SIZE).
+    const TCP_RECV_BUF_MAX_SIZE: usize = 1 << 17;
     const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
     const HEARTBEAT_INTERVAL: i64 = SECOND;
     type LoginUserData = u8;

@@ -36,6 +36,9 @@ pub enum Event {
     Msg(String, u16, Vec<u8>),
 }
 
+/// Each logon's client name and `(ack, seq_start, seq_end)`.
+pub type LogonSeqs = Arc<Mutex<Vec<(String, Option<(u32, u32, u32)>)>>>;
+
 /// A server handler that records events, rejects the names it is told to,
 /// and echoes messages when `echo` is set.
 #[derive(Default, Clone)]
@@ -44,7 +47,7 @@ pub struct Recorder {
     pub reject: HashMap<String, Option<String>>,
     pub echo: bool,
     /// Sequence numbers seen at each logon, by client name.
-    pub logon_seqs: Arc<Mutex<Vec<(String, Option<(u32, u32, u32)>)>>>,
+    pub logon_seqs: LogonSeqs,
 }
 
 impl Recorder {
