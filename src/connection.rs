@@ -210,6 +210,18 @@ impl<C: Conf> Connection<C> {
         }
     }
 
+    /// A value that changes with every push and persists with the queue
+    /// (TCP: the next message's sequence number; shm: the producer's index).
+    /// An application that records it before a push can tell after a crash
+    /// whether that push happened: the mark moved if and only if it did.
+    pub fn push_mark(&self) -> u64 {
+        match &self.tx {
+            Tx::Tcp { queue, .. } => queue.seqs().2 as u64,
+            Tx::Shm(tx) => tx.published() as u64,
+            Tx::Unopened => 0,
+        }
+    }
+
     pub(crate) fn set_remote_name(&mut self, name: &str) {
         if self.remote_name != name {
             self.tx = Tx::Unopened;
@@ -322,11 +334,15 @@ impl<C: Conf> Connection<C> {
     /// pops them. A corrupt queue closes the connection.
     pub(crate) fn poll_shm(&mut self, rx: &mut ShmReceiver, mut on_msg: impl FnMut(&mut Connection<C>, Msg<'_>)) {
         loop {
-            match rx.front() {
+            let popped = match rx.front() {
                 Ok(Some(msg)) => {
-                    if !self.deliver(msg, &mut on_msg) {
-                        return;
-                    }
+                    // Replies pushed by the handler are published after the
+                    // pop, in one pair of adjacent stores: a crash between
+                    // them loses a reply at worst, never duplicates one (the
+                    // C++ order, Pop then Push), while the message stays
+                    // readable for the whole handler.
+                    self.hold_shm(true);
+                    self.deliver(msg, &mut on_msg)
                 }
                 Ok(None) => return,
                 Err(_) => {
@@ -334,10 +350,22 @@ impl<C: Conf> Connection<C> {
                     self.close_requested = true;
                     return;
                 }
+            };
+            if popped {
+                rx.pop();
             }
-            rx.pop();
-            if self.is_closed() {
+            self.hold_shm(false);
+            if !popped || self.is_closed() {
                 return;
+            }
+        }
+    }
+
+    fn hold_shm(&mut self, hold: bool) {
+        if let Tx::Shm(tx) = &mut self.tx {
+            tx.hold(hold);
+            if !hold {
+                tx.publish();
             }
         }
     }

@@ -6,6 +6,13 @@
 //! echoed number is the next one expected. Its send and receive counters live
 //! in a memory-mapped file in the ptcp dir, so killing and restarting either
 //! process resumes where it was.
+//!
+//! A counter and the queue it describes are two places in memory, so a kill
+//! can fall between updating one and the other. The client closes both gaps
+//! the way an exactly-once application must: before a push it records the
+//! connection's `push_mark`, so after a restart it knows whether the push
+//! happened; and it counts a received message before popping it, so after a
+//! restart it recognises that one message coming again.
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
@@ -178,15 +185,16 @@ impl Counters {
     pub fn open(dir: &Path, client: &str, server: &str) -> std::io::Result<Self> {
         let path = dir.join(format!("{client}_{server}.echo_counts"));
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        file.set_len(16)?;
+        file.set_len(32)?;
         // SAFETY: the file is this client's own and sized above; a concurrent
         // truncation by another process is outside the example's contract.
         let map = unsafe { MmapMut::map_mut(&file)? };
         Ok(Counters { map })
     }
 
-    fn cells(&mut self) -> &mut [u64; 2] {
-        <[u64; 2]>::mut_from_bytes(&mut self.map[..]).expect("16 page-aligned bytes")
+    /// sent, received, sent before the pending push, push mark before it + 1 (0: none).
+    fn cells(&mut self) -> &mut [u64; 4] {
+        <[u64; 4]>::mut_from_bytes(&mut self.map[..]).expect("32 page-aligned bytes")
     }
 
     /// Numbers sent so far.
@@ -214,17 +222,40 @@ pub struct EchoClient {
     rng: u64,
     pub disconnected: Option<CloseReason>,
     pub stop_after: Option<u64>,
+    /// The last message counted before a crash may come once more.
+    may_repeat: bool,
 }
 
 impl EchoClient {
     pub fn new(counters: Counters, count: u64, stream: bool) -> Self {
         let rng = now_ns() as u64 | 1;
-        EchoClient { counters, count, stream, error: None, echoes: 0, rng, disconnected: None, stop_after: None }
+        EchoClient {
+            counters,
+            count,
+            stream,
+            error: None,
+            echoes: 0,
+            rng,
+            disconnected: None,
+            stop_after: None,
+            may_repeat: true,
+        }
     }
 
     /// All numbers sent and echoed (or `stop_after` of them).
     pub fn done(&mut self) -> bool {
         self.counters.received() >= self.stop_after.unwrap_or(self.count).min(self.count)
+    }
+
+    /// After a (re)connect: settles a push that a crash may have cut short.
+    pub fn recover<C: Conf>(&mut self, conn: &Connection<C>) {
+        let cells = self.counters.cells();
+        if cells[3] != 0 {
+            if conn.push_mark() + 1 == cells[3] {
+                cells[0] = cells[2]; // the push did not happen
+            }
+            cells[3] = 0;
+        }
     }
 
     /// Sends the next message if it is time (ping-pong waits for the echo).
@@ -238,14 +269,16 @@ impl EchoClient {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let n = (1 + self.rng % 4).min(self.count - sent);
+        let mark = conn.push_mark();
         let Some(mut slot) = conn.alloc(n as usize * 4) else { return };
         for (i, chunk) in slot.chunks_exact_mut(4).enumerate() {
             chunk.copy_from_slice(&((sent + i as u64) as i32).to_le_bytes());
         }
-        // Count before pushing: a push is a single store into the queue, so a
-        // crash can hardly fall between the two.
-        self.counters.cells()[0] = sent + n;
+        let cells = self.counters.cells();
+        (cells[2], cells[3]) = (sent, mark + 1);
+        cells[0] = sent + n;
         slot.push(n as u16);
+        cells[3] = 0;
     }
 }
 
@@ -263,6 +296,12 @@ impl<C: Conf> ClientHandler<C> for EchoClient {
             return; // stopping early: left unpopped, delivered again after a restart
         }
         let cells = self.counters.cells();
+        let first = i32::from_le_bytes(body[..4].try_into().unwrap_or_default()) as u32 as u64;
+        if std::mem::take(&mut self.may_repeat) && first + n as u64 == cells[1] & 0xffff_ffff {
+            // Counted just before a crash, popped never: it comes again.
+            conn.pop();
+            return;
+        }
         for chunk in body.chunks_exact(4) {
             let v = i32::from_le_bytes(chunk.try_into().unwrap_or_default()) as u32 as u64;
             if v != cells[1] & 0xffff_ffff {
@@ -334,6 +373,7 @@ pub fn run_client(o: &ClientOpts) -> Result<ClientReport, String> {
             Err(e) => return Err(format!("connect: {e}")),
         }
     }
+    echo.recover(client.connection());
     if o.progress {
         println!("client started, send_num: {} recv_num: {}", echo.counters.sent(), echo.counters.received());
     }

@@ -31,6 +31,10 @@ pub(crate) struct ShmSender {
     read_idx_cache: u32,
     /// Size (header included) of the allocated, not yet pushed message.
     pending_size: u16,
+    /// Pushes wait for `publish` (while a received message is handled).
+    hold: bool,
+    /// The write_idx last stored to shared memory.
+    published: u32,
 }
 
 /// The reading end of a queue.
@@ -54,7 +58,14 @@ impl ShmSender {
         if write_idx.wrapping_sub(read_idx) > region.blocks() {
             return Err(Corrupt);
         }
-        Ok(ShmSender { region, write_idx, read_idx_cache: read_idx, pending_size: 0 })
+        Ok(ShmSender {
+            region,
+            write_idx,
+            read_idx_cache: read_idx,
+            pending_size: 0,
+            hold: false,
+            published: write_idx,
+        })
     }
 
     /// Reserves room for a body of `body_len` bytes; false if the queue is
@@ -119,7 +130,30 @@ impl ShmSender {
         self.write_header(MsgHeader { size, msg_type, ack_seq: 0 });
         self.write_idx = self.write_idx.wrapping_add(blocks_for(size as usize));
         self.pending_size = 0;
-        self.region.write_idx().store(self.write_idx, Release);
+        if !self.hold {
+            self.publish();
+        }
+    }
+
+    /// Makes pushes wait for [`publish`](Self::publish) (`hold`), or not.
+    #[inline]
+    pub(crate) fn hold(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
+    /// Publishes every pushed message to the consumer.
+    #[inline]
+    pub(crate) fn publish(&mut self) {
+        if self.published != self.write_idx {
+            self.published = self.write_idx;
+            self.region.write_idx().store(self.write_idx, Release);
+        }
+    }
+
+    /// The published producer index: changes with every push that reached
+    /// the consumer, and persists with the queue.
+    pub(crate) fn published(&self) -> u32 {
+        self.published
     }
 
     #[inline]
@@ -141,6 +175,7 @@ impl ShmSender {
         self.write_idx = 0;
         self.read_idx_cache = 0;
         self.pending_size = 0;
+        self.published = 0;
     }
 }
 
