@@ -3,11 +3,9 @@
 
 mod support;
 
-use support::{poll_until, unique, ClientRec, Recorder, ServerThread};
+use support::{poll_until, unique, ClientRec, Recorder, ServerThread, MS};
 use tcpshm::msg::MAX_BODY_SIZE;
 use tcpshm::{Conf, ServerConf, TcpShmClient};
-
-const MS: i64 = 1_000_000;
 
 struct BigConf;
 impl Conf for BigConf {

@@ -8,25 +8,10 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::{now_ns, poll_until, unique, ClientRec, Event, Recorder, ServerThread};
+use support::{now_ns, poll_until, unique, ClientRec, Event, Recorder, ServerThread, TestConf};
 use tcpshm::msg::LoginLayout;
-use tcpshm::{CloseReason, Conf, LoginMsg, LoginRspMsg, LoginStatus, MsgHeader, ServerConf, TcpShmClient};
+use tcpshm::{CloseReason, Conf, LoginMsg, LoginRspMsg, LoginStatus, MsgHeader, TcpShmClient};
 use zerocopy::IntoBytes;
-
-const MS: i64 = 1_000_000;
-
-struct TestConf;
-impl Conf for TestConf {
-    const SHM_QUEUE_SIZE: usize = 4096;
-    const CONNECTION_TIMEOUT: i64 = 1_000 * MS;
-    const HEARTBEAT_INTERVAL: i64 = 50 * MS;
-    type LoginUserData = u8;
-    type LoginRspUserData = u8;
-    type ConnectionUserData = ();
-}
-impl ServerConf for TestConf {
-    const NEW_CONNECTION_TIMEOUT: i64 = 3_000 * MS;
-}
 
 fn idle_link_stays_up(use_shm: bool, tag: &str) {
     let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

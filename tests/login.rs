@@ -8,26 +8,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{unique, ClientRec, Event, Recorder, ServerThread};
+use support::{unique, ClientRec, Event, Recorder, ServerThread, TestConf};
 use tcpshm::msg::LoginLayout;
-use tcpshm::{Conf, ConnectError, LoginMsg, LoginRspMsg, LoginStatus, ServerConf, TcpShmClient};
-
-const MS: i64 = 1_000_000;
-
-struct TestConf;
-impl Conf for TestConf {
-    const CONNECTION_TIMEOUT: i64 = 5_000 * MS;
-    const HEARTBEAT_INTERVAL: i64 = 100 * MS;
-    type LoginUserData = u8;
-    type LoginRspUserData = u8;
-    type ConnectionUserData = ();
-}
-impl ServerConf for TestConf {
-    const MAX_NEW_CONNECTIONS: usize = 2;
-    const MAX_TCP_CONNS_PER_GRP: usize = 2;
-    const MAX_SHM_CONNS_PER_GRP: usize = 1;
-    const NEW_CONNECTION_TIMEOUT: i64 = 300 * MS;
-}
+use tcpshm::{ConnectError, LoginMsg, LoginRspMsg, LoginStatus, TcpShmClient};
 
 fn login_frame(name: &str) -> Vec<u8> {
     LoginMsg::<TestConf> {
@@ -134,6 +117,23 @@ fn more_clients_than_slots_are_refused_and_slots_stay_bound() {
     assert_eq!(h.rejected.as_deref(), Some("Max client cnt exceeded"));
     a.connect(false, server.addr.as_str(), 0, &mut ha).unwrap();
     drop(b);
+}
+
+#[test]
+fn shm_group_slots_are_limited_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = unique("srvshm");
+    let server = ServerThread::start::<TestConf>(&srv, dir.path(), Recorder::default());
+    let (a, b) = (unique("shma"), unique("shmb"));
+    let mut first = TcpShmClient::<TestConf>::new(&a, dir.path()).unwrap();
+    first.connect(true, server.addr.as_str(), 0, &mut ClientRec::default()).unwrap();
+    let mut second = TcpShmClient::<TestConf>::new(&b, dir.path()).unwrap();
+    let mut h = ClientRec::default();
+    assert!(second.connect(true, server.addr.as_str(), 0, &mut h).is_err());
+    assert_eq!(h.rejected.as_deref(), Some("Max client cnt exceeded"));
+    for (c, s) in [(&a, &srv), (&srv, &a)] {
+        let _ = std::fs::remove_file(tcpshm::shm::shm_path(c, s));
+    }
 }
 
 #[test]

@@ -6,22 +6,8 @@ mod support;
 
 use std::path::Path;
 
-use support::{poll_until, unique, ClientRec, Event, Recorder, ServerThread};
-use tcpshm::{Conf, ConnectError, ServerConf, TcpShmClient};
-
-const MS: i64 = 1_000_000;
-
-struct TestConf;
-impl Conf for TestConf {
-    const CONNECTION_TIMEOUT: i64 = 5_000 * MS;
-    const HEARTBEAT_INTERVAL: i64 = 100 * MS;
-    type LoginUserData = u8;
-    type LoginRspUserData = u8;
-    type ConnectionUserData = ();
-}
-impl ServerConf for TestConf {
-    const NEW_CONNECTION_TIMEOUT: i64 = 3_000 * MS;
-}
+use support::{poll_until, unique, ClientRec, Event, Recorder, ServerThread, TestConf};
+use tcpshm::{ConnectError, TcpShmClient};
 
 fn echo_server(name: &str, dir: &Path) -> ServerThread {
     ServerThread::start::<TestConf>(name, dir, Recorder { echo: true, ..Default::default() })

@@ -15,6 +15,29 @@ use tcpshm::{
     TcpShmClient, TcpShmServer,
 };
 
+/// A millisecond in the unit of `now`.
+pub const MS: i64 = 1_000_000;
+
+/// The tests' configuration: times in ns, short enough for timeouts to be
+/// tested, small server limits so they can be reached.
+pub struct TestConf;
+
+impl tcpshm::Conf for TestConf {
+    const SHM_QUEUE_SIZE: usize = 4096;
+    const CONNECTION_TIMEOUT: i64 = 1_000 * MS;
+    const HEARTBEAT_INTERVAL: i64 = 50 * MS;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+
+impl ServerConf for TestConf {
+    const MAX_NEW_CONNECTIONS: usize = 2;
+    const MAX_TCP_CONNS_PER_GRP: usize = 2;
+    const MAX_SHM_CONNS_PER_GRP: usize = 1;
+    const NEW_CONNECTION_TIMEOUT: i64 = 300 * MS;
+}
+
 /// Nanoseconds since the first call: the `now` of every poll.
 pub fn now_ns() -> i64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
