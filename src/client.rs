@@ -13,7 +13,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Release};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::time::Duration;
 
 use memmap2::MmapMut;
@@ -91,8 +91,9 @@ impl std::error::Error for ConnectError {}
 struct ShmLinkStatus {
     /// The socket's close reason, [`CloseReason::pack`]ed; 0 while up.
     closed: AtomicU64,
-    /// The user closed the connection from the shm half.
-    close_requested: AtomicBool,
+    /// Why the shm half closed the connection (the user, or a corrupt
+    /// queue), packed likewise; the TCP half closes the socket with it.
+    close_requested: AtomicU64,
 }
 
 /// A client of a tcpshm server.
@@ -402,8 +403,8 @@ impl<C: Conf> ClientTcp<'_, C> {
                 handler.on_disconnected(reason, errno);
             }
         } else if let Some(link) = self.shm_link.as_mut() {
-            if self.status.close_requested.load(Acquire) {
-                link.close(CloseReason::RequestClose, 0);
+            if let Some((reason, errno)) = CloseReason::unpack(self.status.close_requested.load(Acquire)) {
+                link.close(reason, errno);
             }
             link.heartbeat(now, None);
             let _ = link.front(self.rb, None);
@@ -447,8 +448,9 @@ impl<C: Conf> ClientShm<'_, C> {
             }
         }
         conn.poll_shm(rx, |c, m| handler.on_server_msg(c, m));
-        if conn.close_requested {
-            self.status.close_requested.store(true, Release);
+        if std::mem::take(&mut conn.close_requested) {
+            let (reason, errno) = conn.close_reason().unwrap_or((CloseReason::RequestClose, 0));
+            self.status.close_requested.store(CloseReason::pack(reason, errno), Release);
         }
     }
 
@@ -457,3 +459,14 @@ impl<C: Conf> ClientShm<'_, C> {
         self.conn.as_deref_mut()
     }
 }
+
+// The halves may poll from two threads, whatever the configuration.
+#[allow(dead_code)]
+const _: () = {
+    fn assert_send<T: Send>() {}
+    fn halves_are_send<C: Conf>() {
+        assert_send::<ClientTcp<'static, C>>();
+        assert_send::<ClientShm<'static, C>>();
+        assert_send::<TcpShmClient<C>>();
+    }
+};

@@ -138,3 +138,43 @@ fn ack_beyond_what_was_sent_closes() {
     s.write_all(MsgHeader { size: 8, msg_type: 0, ack_seq: 5 }.as_bytes()).unwrap();
     assert_eq!(disconnect_reason(&server, "liar"), CloseReason::AckOutOfRange);
 }
+
+/// Overwrites the write index of a shm queue object with one more than a lap
+/// ahead of its read index.
+fn corrupt_write_idx(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_at(&100_000u32.to_ne_bytes(), TestConf::SHM_QUEUE_SIZE as u64).unwrap();
+}
+
+#[test]
+fn corrupt_shm_queue_closes_with_its_reason_on_either_side() {
+    let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (srv, cli) = (unique("srvbad"), unique("clibad"));
+    let server = ServerThread::start::<TestConf>(&srv, sdir.path(), Recorder::default());
+    let mut client = TcpShmClient::<TestConf>::new(&cli, cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+
+    // The server reads a corrupt client-to-server queue.
+    client.connect(true, server.addr.as_str(), 0, &mut h).unwrap();
+    corrupt_write_idx(&tcpshm::shm::shm_path(&cli, &srv));
+    assert_eq!(disconnect_reason(&server, &cli), CloseReason::ShmQueueCorrupt);
+    poll_until(&mut client, &mut h, "the disconnect", |_, h| h.disconnected.is_some());
+    // Its next login is refused: the object is still corrupt.
+    assert!(client.connect(true, server.addr.as_str(), 0, &mut h).is_err());
+    assert_eq!(h.rejected.as_deref(), Some("System error"));
+    server.wait_for("the file error", |e| e.contains(&Event::FileError(cli.clone())));
+
+    // The client reads a corrupt server-to-client queue.
+    std::fs::remove_file(tcpshm::shm::shm_path(&cli, &srv)).unwrap();
+    let mut client = TcpShmClient::<TestConf>::new(&cli, cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    client.connect(true, server.addr.as_str(), 0, &mut h).unwrap();
+    corrupt_write_idx(&tcpshm::shm::shm_path(&srv, &cli));
+    poll_until(&mut client, &mut h, "the disconnect", |_, h| h.disconnected.is_some());
+    assert_eq!(h.disconnected, Some(CloseReason::ShmQueueCorrupt));
+    assert_eq!(client.connection().close_reason(), Some((CloseReason::ShmQueueCorrupt, 0)));
+    for (a, b) in [(&cli, &srv), (&srv, &cli)] {
+        let _ = std::fs::remove_file(tcpshm::shm::shm_path(a, b));
+    }
+}

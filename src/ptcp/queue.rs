@@ -642,6 +642,23 @@ mod tests {
     }
 
     #[test]
+    fn durability_policy_is_recorded_and_flushes_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        for policy in [Durability::EveryPush, Durability::OnDemand, Durability::Never] {
+            let mut q = PtcpQueue::<Small>::open(&path, policy).unwrap();
+            assert_eq!(Durability::from_byte(q.hdr().durability.load(Relaxed)), Some(policy));
+            assert!(push(&mut q, 1, b"durable"));
+            q.inc_ack();
+            q.flush().unwrap();
+            drop(q);
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes[21], policy.to_byte(), "the policy byte in the header");
+        }
+        assert_eq!(PtcpQueue::<Small>::open(&path, Durability::Never).unwrap().seqs(), (3, 0, 3));
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");

@@ -200,3 +200,15 @@ impl<C: ServerConf> TcpShmServer<C> {
         &mut self.shm[grp]
     }
 }
+
+// Each part may move to a thread of its own, whatever the configuration.
+#[allow(dead_code)]
+const _: () = {
+    fn assert_send<T: Send>() {}
+    fn parts_are_send<C: ServerConf>() {
+        assert_send::<ServerCtl<C>>();
+        assert_send::<TcpGroup<C>>();
+        assert_send::<ShmGroup<C>>();
+        assert_send::<TcpShmServer<C>>();
+    }
+};
