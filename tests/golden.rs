@@ -298,3 +298,118 @@ fn our_client_talks_to_the_cpp_server_byte_for_byte() {
     peer.join().unwrap();
     assert_eq!(client.last_server_name().unwrap().as_deref(), Some("server"));
 }
+
+/// The capture's wire settings with a queue big enough for the resume state.
+struct ResumeConf;
+impl Conf for ResumeConf {
+    const SHM_QUEUE_SIZE: usize = 1 << 20;
+    const TCP_QUEUE_SIZE: usize = 1 << 17;
+    const TCP_RECV_BUF_INIT_SIZE: usize = 1 << 17;
+    const TCP_RECV_BUF_MAX_SIZE: usize = 1 << 17;
+    const CONNECTION_TIMEOUT: i64 = 10_000_000_000;
+    const HEARTBEAT_INTERVAL: i64 = 3_000_000_000;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+
+/// Pops everything, keeping the numbers it carried.
+#[derive(Default)]
+struct Collect {
+    numbers: Vec<i32>,
+    popped: usize,
+}
+
+impl ClientHandler<ResumeConf> for Collect {
+    fn on_server_msg(&mut self, conn: &mut Connection<ResumeConf>, msg: Msg<'_>) {
+        self.numbers.extend(msg.body().chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())));
+        self.popped += 1;
+        conn.pop();
+    }
+}
+
+fn frame(msg_type: u16, ack: u32, body: &[u8]) -> Vec<u8> {
+    let h = MsgHeader { size: 8 + body.len() as u16, msg_type, ack_seq: ack };
+    let mut f = zerocopy::IntoBytes::as_bytes(&h).to_vec();
+    f.extend_from_slice(body);
+    f.resize(h.padded_size(), 0);
+    f
+}
+
+/// Brings our client to the state of the captured C++ client "resume" (ack
+/// 3091, queue 3091..3190, last server "server"), then lets it log in again:
+/// its login must be the captured one, and it must read the captured
+/// response and resent messages, cut mid-frame, through its real receive path.
+#[test]
+fn our_client_resumes_like_the_cpp_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = TcpShmClient::<ResumeConf>::new("resume", dir.path()).unwrap();
+    let mut h = Collect::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+
+    // Session 1, against a scripted server: the client pushes 3190 messages,
+    // consumes 3091, and the server acknowledges 3091 of the client's.
+    let script = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut login = [0u8; 56];
+        s.read_exact(&mut login).unwrap();
+        s.write_all(&LoginRspMsg::<ResumeConf>::new("server", LoginStatus::Ok).encode()).unwrap();
+        let mut got = vec![0u8; 3190 * 16];
+        s.read_exact(&mut got).unwrap();
+        let mut out = vec![];
+        for i in 0..3091u32 {
+            out.extend(frame(1, 0, &(i as i32).to_le_bytes()));
+        }
+        out.extend(frame(0, 3091, &[]));
+        s.write_all(&out).unwrap();
+        (listener, s)
+    });
+    client.connect(false, addr, 0, &mut h).unwrap();
+    for i in 0..3189i32 {
+        assert!(client.connection().send_more(1, &i));
+    }
+    assert!(client.connection().send(1, &3189i32), "the last push sends the batch");
+    while client.connection().seqs() != Some((3091, 3091, 3190)) {
+        assert!(std::time::Instant::now() < deadline, "stuck at {:?}", client.connection().seqs());
+        client.poll_tcp(echo::now_ns(), &mut h);
+    }
+    let (listener, first) = script.join().unwrap();
+    drop(client); // as if killed: the files keep the state
+    drop(first);
+
+    // Session 2: the captured server's bytes answer our login: the response
+    // and the 99 resent messages 3091..3190. (What follows in the capture
+    // echoes the C++ client's new messages, acking ones ours never sent.)
+    let s2c = frames(RESUME_S2C);
+    let resent = 3190 - 3091;
+    assert!(header(s2c[resent]).ack_seq <= 3190 && header(s2c[resent + 1]).ack_seq > 3190);
+    let replay: Vec<u8> = s2c[..=resent].concat();
+    let mut client = TcpShmClient::<ResumeConf>::new("resume", dir.path()).unwrap();
+    let mut h = Collect::default();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut login = vec![0u8; 56];
+        s.read_exact(&mut login).unwrap();
+        s.write_all(&replay).unwrap();
+        (login, s)
+    });
+    client.connect(false, addr, 0, &mut h).unwrap();
+    while h.popped < resent {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} of {resent}: {:?}",
+            h.popped,
+            client.connection().close_reason()
+        );
+        client.poll_tcp(echo::now_ns(), &mut h);
+    }
+    let (login, _s) = peer.join().unwrap();
+    assert_same_at(&login, &RESUME_C2S[..56], &login_meaningful(&RESUME_C2S[..56]), "resume login");
+    let first = numbers(frames(RESUME_S2C)[1])[0];
+    assert!(h.numbers.iter().enumerate().all(|(i, &v)| v == first + i as i32));
+    assert_eq!(client.connection().seqs(), Some((3091 + resent as u32, 3190, 3190)), "all acked by the response");
+    let lastserver = std::fs::read(tcpshm::ptcp::lastserver_path(dir.path(), "resume")).unwrap();
+    assert_eq!(lastserver, RESUME_LASTSERVER);
+}
