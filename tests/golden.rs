@@ -413,3 +413,69 @@ fn our_client_resumes_like_the_cpp_client() {
     let lastserver = std::fs::read(tcpshm::ptcp::lastserver_path(dir.path(), "resume")).unwrap();
     assert_eq!(lastserver, RESUME_LASTSERVER);
 }
+
+/// The captured C++ client's shm-mode login gets the captured answer, and
+/// our server then reads a message the C++ way: written into the shared
+/// queue as the C++ producer lays it out (header in host order, 64-byte
+/// blocks, write_idx after the blocks).
+#[test]
+fn our_server_serves_the_cpp_client_over_shm() {
+    let dir = tempfile::tempdir().unwrap();
+    // The capture's names are fixed; a server name of ours keeps the objects unique.
+    let server_name = format!("server{}", std::process::id() % 10_000);
+    let mut server = TcpShmServer::<GoldConf>::new(&server_name, dir.path()).unwrap();
+    server.start("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let got = std::sync::Mutex::new(vec![]);
+    struct Keep<'a>(&'a std::sync::Mutex<Vec<(u16, Vec<u8>)>>);
+    impl tcpshm::ServerHandler<GoldConf> for Keep<'_> {
+        fn on_client_msg(&mut self, conn: &mut Connection<GoldConf>, msg: Msg<'_>) {
+            self.0.lock().unwrap().push((msg.msg_type(), msg.body().to_vec()));
+            conn.pop();
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut h = Keep(&got);
+            while !stop.load(Ordering::Relaxed) {
+                server.poll_ctl(echo::now_ns(), &mut h);
+                server.poll_shm(0, &mut h);
+            }
+        });
+        let mut sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.write_all(SHM_LOGIN_C2S).unwrap();
+        let rsp = read_frame(&mut sock);
+        let mut theirs = SHM_LOGIN_S2C.to_vec();
+        theirs[18..34].fill(0);
+        theirs[18..18 + server_name.len()].copy_from_slice(server_name.as_bytes());
+        assert_same_at(&rsp, &theirs, &rsp_meaningful(&theirs), "shm login response");
+
+        // Block 0 of the client-to-server queue, as the C++ producer writes it.
+        use std::os::unix::fs::FileExt;
+        let q = tcpshm::shm::shm_path("goldshm", &server_name);
+        let f = std::fs::OpenOptions::new().write(true).open(&q).unwrap();
+        let mut block = vec![0u8; 24];
+        block[..8].copy_from_slice(zerocopy::IntoBytes::as_bytes(&MsgHeader { size: 24, msg_type: 4, ack_seq: 0 }));
+        for (i, v) in [7i32, 8, 9, 10].iter().enumerate() {
+            block[8 + 4 * i..12 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        f.write_at(&block, 0).unwrap();
+        f.write_at(&1u32.to_ne_bytes(), GoldConf::SHM_QUEUE_SIZE as u64).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the message never arrived");
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(got.lock().unwrap()[0], (4, block_body()));
+    for (a, b) in [("goldshm", server_name.as_str()), (server_name.as_str(), "goldshm")] {
+        let _ = std::fs::remove_file(tcpshm::shm::shm_path(a, b));
+    }
+}
+
+fn block_body() -> Vec<u8> {
+    [7i32, 8, 9, 10].iter().flat_map(|v| v.to_le_bytes()).collect()
+}
