@@ -149,10 +149,14 @@ impl<C: Conf> Connection<C> {
         true
     }
 
-    /// Consumes the message being handled: counts it as acknowledged at once
-    /// (persisted, and carried by the next message sent); its bytes are
-    /// released when the handler returns. A message not popped is delivered
-    /// again by the next poll. Outside a handler, or twice, it does nothing.
+    /// Consumes the message being handled. The pop is made durable (over TCP
+    /// the ack, in shared memory the read index) when the handler returns,
+    /// or earlier in the same store as a reply the handler pushes on this
+    /// connection: a crash can neither lose such a reply nor leave its
+    /// message to be delivered again. The message's bytes stay readable
+    /// until the handler returns. A message not popped is delivered again by
+    /// the next poll, and after a restart. Outside a handler, or twice, it
+    /// does nothing.
     #[inline]
     pub fn pop(&mut self) {
         if self.front != Front::Delivered {
@@ -239,10 +243,14 @@ impl<C: Conf> Connection<C> {
                 path: path.to_owned(),
                 detail: "shm queue indices are impossible".into(),
             };
-            let rx = ShmReceiver::new(ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&recv))?;
+            let mut rx = ShmReceiver::new(ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&recv))?;
             if !matches!(self.tx, Tx::Shm(_)) {
                 let tx = ShmSender::new(ShmRegion::open(&send, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&send))?;
                 self.tx = Tx::Shm(tx);
+            }
+            if let Tx::Shm(tx) = &self.tx {
+                // A crash may have fallen between replies and their pop.
+                rx.catch_up(tx.consumed());
             }
             Ok(Some(rx))
         } else {
@@ -336,12 +344,12 @@ impl<C: Conf> Connection<C> {
         loop {
             let popped = match rx.front() {
                 Ok(Some(msg)) => {
-                    // Replies pushed by the handler are published after the
-                    // pop, in one pair of adjacent stores: a crash between
-                    // them loses a reply at worst, never duplicates one (the
-                    // C++ order, Pop then Push), while the message stays
-                    // readable for the whole handler.
-                    self.hold_shm(true);
+                    // Replies pushed by the handler wait until it returns,
+                    // while the message stays readable, and are published
+                    // in the same store as the pop (see `ProducerWord`).
+                    if let Tx::Shm(tx) = &mut self.tx {
+                        tx.hold(true);
+                    }
                     self.deliver(msg, &mut on_msg)
                 }
                 Ok(None) => return,
@@ -351,21 +359,19 @@ impl<C: Conf> Connection<C> {
                     return;
                 }
             };
+            if let Tx::Shm(tx) = &mut self.tx {
+                tx.hold(false);
+                if popped && tx.has_unpublished() {
+                    tx.publish_consumed(rx.after_front());
+                } else {
+                    tx.publish();
+                }
+            }
             if popped {
                 rx.pop();
             }
-            self.hold_shm(false);
             if !popped || self.is_closed() {
                 return;
-            }
-        }
-    }
-
-    fn hold_shm(&mut self, hold: bool) {
-        if let Tx::Shm(tx) = &mut self.tx {
-            tx.hold(hold);
-            if !hold {
-                tx.publish();
             }
         }
     }
@@ -377,6 +383,9 @@ impl<C: Conf> Connection<C> {
         on_msg(self, msg);
         let popped = self.front == Front::Popped;
         self.front = Front::Idle;
+        if let Tx::Tcp { queue, .. } = &mut self.tx {
+            queue.commit_ack();
+        }
         popped
     }
 }

@@ -66,8 +66,7 @@ pub fn pin(cpu: Option<usize>) {
     }
 }
 
-/// The server's handler: echoes every message back, popping before pushing
-/// so a crash between the two loses no ack (see the C++ README).
+/// The server's handler: echoes every message back.
 #[derive(Default)]
 pub struct EchoServerHandler {
     pub quiet: bool,
@@ -99,8 +98,9 @@ impl<C: ServerConf> ServerHandler<C> for EchoServerHandler {
         // Not popped when the queue is full: delivered again next poll.
         let Some(mut slot) = conn.alloc(msg.body().len()) else { return };
         slot.copy_from_slice(msg.body());
-        // Pop before push: a crash between them cannot duplicate the echo,
-        // and the echo carries the new ack.
+        // Pop, then push: the echo carries the new ack, and the library
+        // stores the echo and the pop as one, so a crash can neither lose
+        // nor duplicate it.
         slot.pop_received();
         slot.push(msg.msg_type());
     }

@@ -118,6 +118,8 @@ pub(crate) struct PtcpQueue<C: Conf> {
     read_pos: u32,
     read_seq: u32,
     ack_seq: u32,
+    /// `ack_seq` is ahead of the file (a pop not yet committed).
+    ack_dirty: bool,
     /// Messages between read and write (so `seq_end = read_seq + msg_count`).
     msg_count: u32,
     /// Byte offset of the next byte to write to the socket.
@@ -158,6 +160,7 @@ impl<C: Conf> PtcpQueue<C> {
             read_pos: 0,
             read_seq: 0,
             ack_seq: 0,
+            ack_dirty: false,
             msg_count: 0,
             send_pos: 0,
             pending_size: 0,
@@ -251,11 +254,20 @@ impl<C: Conf> PtcpQueue<C> {
         let mut count = 0u32;
         while let Some(p) = self.next_pos(pos) {
             let h = self.header_at(p).ok_or("message runs past the end of the queue")?;
-            if !seq_not_before(ack_seq, h.ack_seq) {
-                return Err(format!("message {count} carries ack {} beyond the file's ack {ack_seq}", h.ack_seq));
-            }
             pos = p + self.msg_blocks(p, h).ok_or("message size invalid")?;
             count += 1;
+            if !seq_not_before(self.ack_seq, h.ack_seq) {
+                // Only the last message may be one pop ahead: a reply whose
+                // pop's own store a crash cut off (see `push`).
+                if self.next_pos(pos).is_some() || h.ack_seq != self.ack_seq.wrapping_add(1) {
+                    return Err(format!(
+                        "message {count} carries ack {} beyond the file's ack {}",
+                        h.ack_seq, self.ack_seq
+                    ));
+                }
+                self.ack_seq = h.ack_seq;
+                self.hdr().ack_seq.store(self.ack_seq, Relaxed);
+            }
         }
         self.msg_count = count;
         self.send_pos = self.read_pos as usize * BLK;
@@ -296,13 +308,22 @@ impl<C: Conf> PtcpQueue<C> {
         self.ack_seq
     }
 
-    /// Counts one more peer message as consumed (a pop).
+    /// Counts one more peer message as consumed (a pop), in memory until
+    /// [`commit_ack`](Self::commit_ack) or the next push.
     #[inline]
     pub(crate) fn inc_ack(&mut self) {
         self.ack_seq = self.ack_seq.wrapping_add(1);
-        self.hdr().ack_seq.store(self.ack_seq, Relaxed);
-        if self.durability == Durability::EveryPush {
-            let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
+        self.ack_dirty = true;
+    }
+
+    /// Stores the ack of the pops counted since the last commit.
+    #[inline]
+    pub(crate) fn commit_ack(&mut self) {
+        if std::mem::take(&mut self.ack_dirty) {
+            self.hdr().ack_seq.store(self.ack_seq, Relaxed);
+            if self.durability == Durability::EveryPush {
+                let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
+            }
         }
     }
 
@@ -370,6 +391,12 @@ impl<C: Conf> PtcpQueue<C> {
 
     /// Commits the allocated message with the current ack; a no-op if nothing
     /// is allocated. It is queued; sending is the link's business.
+    ///
+    /// The header carries the ack of every pop so far, committed or not, and
+    /// the write index is stored before the ack: a crash between the two
+    /// leaves a last message one pop ahead of the file, which `load` takes
+    /// as the ack. So a reply and the pop of the message it answers become
+    /// durable in one store.
     pub(crate) fn push(&mut self, msg_type: u16) {
         if self.pending_size == 0 {
             return;
@@ -391,6 +418,9 @@ impl<C: Conf> PtcpQueue<C> {
         (self.write_pos, self.wrap_pos) = (write_pos, wrap_pos);
         self.msg_count += 1;
         self.pending_size = 0;
+        if std::mem::take(&mut self.ack_dirty) {
+            self.hdr().ack_seq.store(self.ack_seq, Relaxed);
+        }
         if self.durability == Durability::EveryPush {
             let _ = self.map.flush_range(FILE_HEADER_SIZE + pos as usize * BLK, blocks as usize * BLK);
             let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
@@ -484,6 +514,7 @@ impl<C: Conf> PtcpQueue<C> {
         h.ack_seq.store(0, Relaxed);
         (self.write_pos, self.wrap_pos, self.read_pos, self.read_seq) = (0, 0, 0, 0);
         (self.ack_seq, self.msg_count, self.send_pos, self.pending_size) = (0, 0, 0, 0);
+        self.ack_dirty = false;
         if self.durability != Durability::Never {
             let _ = self.map.flush();
         }
@@ -650,12 +681,44 @@ mod tests {
             assert_eq!(Durability::from_byte(q.hdr().durability.load(Relaxed)), Some(policy));
             assert!(push(&mut q, 1, b"durable"));
             q.inc_ack();
+            q.commit_ack();
             q.flush().unwrap();
             drop(q);
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(bytes[21], policy.to_byte(), "the policy byte in the header");
         }
         assert_eq!(PtcpQueue::<Small>::open(&path, Durability::Never).unwrap().seqs(), (3, 0, 3));
+    }
+
+    /// A pop stays in memory until committed, or until a push stores it
+    /// after the reply; a crash between the reply's store and the ack's is
+    /// repaired on load from the reply's header, and only from the last one.
+    #[test]
+    fn a_reply_and_its_pop_survive_a_crash_between_their_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a_b.ptcp");
+        let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        q.inc_ack();
+        assert_eq!(q.hdr().ack_seq.load(Relaxed), 0, "not stored before the handler returns");
+        q.commit_ack();
+        assert_eq!(q.hdr().ack_seq.load(Relaxed), 1);
+        q.inc_ack();
+        assert!(push(&mut q, 1, b"reply"));
+        assert_eq!(q.hdr().ack_seq.load(Relaxed), 2);
+        // The crash: the reply's write index is stored, the ack is not.
+        q.hdr().ack_seq.store(1, Relaxed);
+        drop(q);
+        let q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        assert_eq!(q.seqs(), (2, 0, 1));
+        assert_eq!(q.hdr().ack_seq.load(Relaxed), 2, "repaired in the file too");
+        drop(q);
+        // Two pops ahead, or an earlier message ahead, is not a crash's doing.
+        let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+        assert!(push(&mut q, 1, b"second"));
+        for (ack, why) in [(1, "an earlier message is ahead"), (0, "two pops ahead")] {
+            q.hdr().ack_seq.store(ack, Relaxed);
+            assert!(PtcpQueue::<Small>::open(&path, Durability::Never).is_err(), "{why}");
+        }
     }
 
     #[test]

@@ -7,11 +7,18 @@
 //! share a line (128 covers adjacent-line prefetch). The layout is the C++
 //! original's, so it is spelled out here instead of borrowed from a padding
 //! type whose alignment varies by target.
+//!
+//! The producer's first 8 bytes are one [`ProducerWord`]: write_idx and, in
+//! the slot where the C++ producer keeps its private read_idx_cache, the
+//! position up to which the producer had consumed *its peer's* queue when it
+//! last published. Storing both in one 64-bit store makes a reply and the
+//! pop of the message it answers one event, even across a crash. A C++
+//! consumer reads only the write_idx half.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use memmap2::MmapRaw;
 
@@ -26,6 +33,33 @@ pub(crate) const BLOCK: usize = 64;
 const TRAILER: usize = 256;
 const WRITE_IDX_OFF: usize = 0;
 const READ_IDX_OFF: usize = 128;
+
+/// The producer's 64-bit word as its two native-endian u32 halves, in
+/// memory order: the C++ `write_idx` first, so a C++ consumer finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerWord {
+    /// Next free block (free-running); everything before it is published.
+    pub(crate) write_idx: u32,
+    /// The producer's read_idx in its peer's queue when it last published.
+    pub(crate) consumed: u32,
+}
+
+impl ProducerWord {
+    #[inline]
+    pub(crate) fn pack(self) -> u64 {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&self.write_idx.to_ne_bytes());
+        b[4..].copy_from_slice(&self.consumed.to_ne_bytes());
+        u64::from_ne_bytes(b)
+    }
+
+    #[inline]
+    pub(crate) fn unpack(v: u64) -> Self {
+        let b = v.to_ne_bytes();
+        let half = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        ProducerWord { write_idx: half(0), consumed: half(4) }
+    }
+}
 
 /// A mapped queue object: `blocks() * 64` bytes of blocks and two indices.
 pub(crate) struct ShmRegion {
@@ -75,25 +109,24 @@ impl ShmRegion {
         unsafe { self.map.as_mut_ptr().add(i * BLOCK) }
     }
 
-    fn index(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: the offset lies inside the trailer of the mapping, which is
-        // page-aligned, so `blocks*64 + off` is 4-aligned; the mapping lives as
-        // long as `self`; every process touches these words only atomically
-        // (the C++ side through aligned 32-bit loads and stores, which are
-        // atomic on the hardware it runs on).
-        unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + off) as *const AtomicU32) }
-    }
-
-    /// The producer's free-running block index.
+    /// The producer's word: write_idx and the consumed mark, stored together.
+    /// This process always accesses it as one 64-bit atomic, never in halves.
     #[inline]
-    pub(crate) fn write_idx(&self) -> &AtomicU32 {
-        self.index(WRITE_IDX_OFF)
+    pub(crate) fn producer(&self) -> &AtomicU64 {
+        // SAFETY: the offset lies inside the trailer of the mapping, which is
+        // page-aligned, so `blocks*64 + WRITE_IDX_OFF` is 8-aligned; the
+        // mapping lives as long as `self`; every process touches this word
+        // only atomically (a C++ peer through aligned 32-bit accesses of its
+        // halves, atomic on the hardware it runs on; across processes the
+        // language's rule against mixed-size atomics does not reach).
+        unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + WRITE_IDX_OFF) as *const AtomicU64) }
     }
 
     /// The consumer's free-running block index.
     #[inline]
     pub(crate) fn read_idx(&self) -> &AtomicU32 {
-        self.index(READ_IDX_OFF)
+        // SAFETY: as in `producer`, at a 4-aligned offset of the trailer.
+        unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + READ_IDX_OFF) as *const AtomicU32) }
     }
 
     /// Zeroes the whole object (a reset after the peer's name changed).

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::layout::{ShmRegion, BLOCK};
+use super::layout::{ProducerWord, ShmRegion, BLOCK};
 use crate::msg::{Msg, MsgHeader, HEADER_SIZE};
 
 /// Blocks taken by a message of `size` bytes (header included).
@@ -35,6 +35,8 @@ pub(crate) struct ShmSender {
     hold: bool,
     /// The write_idx last stored to shared memory.
     published: u32,
+    /// The consumed mark last stored beside it (see [`ProducerWord`]).
+    consumed: u32,
 }
 
 /// The reading end of a queue.
@@ -53,7 +55,7 @@ pub(crate) struct Corrupt;
 impl ShmSender {
     /// Takes the producer end of `region`, checking the indices it holds.
     pub(crate) fn new(region: ShmRegion) -> Result<Self, Corrupt> {
-        let write_idx = region.write_idx().load(Acquire);
+        let ProducerWord { write_idx, consumed } = ProducerWord::unpack(region.producer().load(Acquire));
         let read_idx = region.read_idx().load(Acquire);
         if write_idx.wrapping_sub(read_idx) > region.blocks() {
             return Err(Corrupt);
@@ -65,6 +67,7 @@ impl ShmSender {
             pending_size: 0,
             hold: false,
             published: write_idx,
+            consumed,
         })
     }
 
@@ -145,9 +148,36 @@ impl ShmSender {
     #[inline]
     pub(crate) fn publish(&mut self) {
         if self.published != self.write_idx {
-            self.published = self.write_idx;
-            self.region.write_idx().store(self.write_idx, Release);
+            self.store_producer();
         }
+    }
+
+    /// Whether pushes are waiting for [`publish`](Self::publish).
+    #[inline]
+    pub(crate) fn has_unpublished(&self) -> bool {
+        self.published != self.write_idx
+    }
+
+    /// Publishes every pushed message together with `consumed`, the read
+    /// index in the peer's queue just past the message they answer: one
+    /// store, so after a crash the replies exist if and only if the pop
+    /// does (see [`ShmReceiver::catch_up`]).
+    #[inline]
+    pub(crate) fn publish_consumed(&mut self, consumed: u32) {
+        self.consumed = consumed;
+        self.store_producer();
+    }
+
+    /// The consumed mark of the last publish (read back after a restart).
+    pub(crate) fn consumed(&self) -> u32 {
+        self.consumed
+    }
+
+    #[inline]
+    fn store_producer(&mut self) {
+        self.published = self.write_idx;
+        let word = ProducerWord { write_idx: self.write_idx, consumed: self.consumed };
+        self.region.producer().store(word.pack(), Release);
     }
 
     /// The published producer index: changes with every push that reached
@@ -176,13 +206,14 @@ impl ShmSender {
         self.read_idx_cache = 0;
         self.pending_size = 0;
         self.published = 0;
+        self.consumed = 0;
     }
 }
 
 impl ShmReceiver {
     /// Takes the consumer end of `region`, checking the indices it holds.
     pub(crate) fn new(region: ShmRegion) -> Result<Self, Corrupt> {
-        let write_idx = region.write_idx().load(Acquire);
+        let write_idx = Self::published_idx(&region);
         let read_idx = region.read_idx().load(Acquire);
         if write_idx.wrapping_sub(read_idx) > region.blocks() {
             return Err(Corrupt);
@@ -190,11 +221,17 @@ impl ShmReceiver {
         Ok(ShmReceiver { region, read_idx, front_blocks: 0 })
     }
 
+    /// The producer's published write_idx (acquire: the blocks before it are written).
+    #[inline]
+    fn published_idx(region: &ShmRegion) -> u32 {
+        ProducerWord::unpack(region.producer().load(Acquire)).write_idx
+    }
+
     /// The next message, in place; `Ok(None)` if the queue is empty.
     #[inline]
     pub(crate) fn front(&mut self) -> Result<Option<Msg<'_>>, Corrupt> {
         let n = self.region.blocks();
-        let write_idx = self.region.write_idx().load(Acquire);
+        let write_idx = Self::published_idx(&self.region);
         if write_idx == self.read_idx {
             return Ok(None);
         }
@@ -254,6 +291,38 @@ impl ShmReceiver {
         self.region.read_idx().store(self.read_idx, Release);
     }
 
+    /// The read index just past the message last returned by `front`.
+    #[inline]
+    pub(crate) fn after_front(&self) -> u32 {
+        self.read_idx.wrapping_add(self.front_blocks)
+    }
+
+    /// After a restart: moves the read index to `consumed`, the mark this
+    /// side published with its last replies, when a crash fell between
+    /// publishing them and storing the pop. The mark is followed only if it
+    /// lies ahead within the published messages and on a message boundary;
+    /// anything else (an older mark, a queue reset since, a file another
+    /// producer wrote) leaves the index where it is.
+    pub(crate) fn catch_up(&mut self, consumed: u32) {
+        let start = self.read_idx;
+        let ahead = consumed.wrapping_sub(start);
+        if ahead == 0 || ahead > Self::published_idx(&self.region).wrapping_sub(start) {
+            return;
+        }
+        while self.read_idx != consumed && consumed.wrapping_sub(self.read_idx) <= ahead {
+            match self.front() {
+                Ok(Some(_)) => self.read_idx = self.after_front(),
+                _ => break,
+            }
+        }
+        self.front_blocks = 0;
+        if self.read_idx == consumed {
+            self.region.read_idx().store(consumed, Release);
+        } else {
+            self.read_idx = start;
+        }
+    }
+
     /// Zeroes the object and starts over.
     pub(crate) fn reset(&mut self) {
         self.region.zero();
@@ -278,6 +347,11 @@ mod tests {
         let tx = ShmSender::new(ShmRegion::open(&path, queue_size).unwrap()).unwrap();
         let rx = ShmReceiver::new(ShmRegion::open(&path, queue_size).unwrap()).unwrap();
         Pair { tx, rx, _dir: dir }
+    }
+
+    /// Stores a producer index as a (possibly broken) producer would.
+    fn set_write_idx(region: &ShmRegion, write_idx: u32) {
+        region.producer().store(ProducerWord { write_idx, consumed: 0 }.pack(), Release);
     }
 
     fn send(tx: &mut ShmSender, msg_type: u16, body: &[u8]) -> bool {
@@ -336,13 +410,51 @@ mod tests {
     }
 
     #[test]
+    fn producer_word_keeps_write_idx_where_cpp_reads_it() {
+        let w = ProducerWord { write_idx: 0x0102_0304, consumed: 0x0a0b_0c0d };
+        let bytes = w.pack().to_ne_bytes();
+        assert_eq!(bytes[..4], 0x0102_0304u32.to_ne_bytes());
+        assert_eq!(bytes[4..], 0x0a0b_0c0du32.to_ne_bytes());
+        assert_eq!(ProducerWord::unpack(w.pack()), w);
+    }
+
+    /// A crash between publishing replies (with their consumed mark) and
+    /// storing the pop: the reopened receiver catches up to the mark, and
+    /// only to a mark that is ahead, published, and on a message boundary.
+    #[test]
+    fn catch_up_follows_only_a_valid_consumed_mark() {
+        let mut p = pair(1024); // 16 blocks
+        for i in 0..4u8 {
+            assert!(send(&mut p.tx, 1, &[i; 100])); // 2 blocks each
+        }
+        let reopen = |p: &Pair| {
+            let path = p._dir.path().join("q.shm");
+            ShmReceiver::new(ShmRegion::open(&path, 1024).unwrap()).unwrap()
+        };
+        // Published but never popped: a crash after the reply's store.
+        for bad in [0, 1, 3, 9, 4000, u32::MAX] {
+            let mut rx = reopen(&p);
+            rx.catch_up(bad);
+            assert_eq!(rx.read_idx, 0, "mark {bad} must be ignored");
+            assert_eq!(rx.region.read_idx().load(Acquire), 0);
+        }
+        let mut rx = reopen(&p);
+        rx.catch_up(4);
+        assert_eq!((rx.read_idx, rx.region.read_idx().load(Acquire)), (4, 4));
+        assert_eq!(rx.front().unwrap().unwrap().body()[0], 2);
+        // A mark behind the stored index is an old one.
+        rx.catch_up(2);
+        assert_eq!(rx.read_idx, 4);
+    }
+
+    #[test]
     fn corrupt_indices_and_sizes_are_reported() {
         let mut p = pair(256);
         // A write_idx more than a lap ahead.
-        p.rx.region.write_idx().store(5, Release);
+        set_write_idx(&p.rx.region, 5);
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
         // A header whose size is below the header.
-        p.rx.region.write_idx().store(1, Release);
+        set_write_idx(&p.rx.region, 1);
         // SAFETY: test writes into its own mapping.
         unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(3) };
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
@@ -351,18 +463,18 @@ mod tests {
         unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(100) };
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
         // A size that runs past the end of the ring.
-        p.rx.region.write_idx().store(4, Release);
+        set_write_idx(&p.rx.region, 4);
         // SAFETY: as above.
         unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(250) };
         p.rx.read_idx = 0;
         assert!(p.rx.front().unwrap().is_some(), "4 blocks fit exactly");
         p.rx.read_idx = 1;
-        p.rx.region.write_idx().store(5, Release);
+        set_write_idx(&p.rx.region, 5);
         // SAFETY: as above.
         unsafe { (p.rx.region.block_ptr(1) as *mut u16).write(250) };
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
         // Opening a region whose indices are a lap apart fails.
-        p.rx.region.write_idx().store(100, Release);
+        set_write_idx(&p.rx.region, 100);
         p.rx.region.read_idx().store(0, Release);
         let path = p._dir.path().join("q.shm");
         assert!(ShmReceiver::new(ShmRegion::open(&path, 256).unwrap()).is_err());
