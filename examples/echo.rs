@@ -26,19 +26,14 @@ fn run(use_shm: bool, count: u64, stream: bool, pin: Option<usize>) -> Result<f6
     let result = std::thread::scope(|s| {
         s.spawn(|| echo::run_server(server, &stop, pin.map(|c| c + 1), true));
         let opts = ClientOpts {
-            name: &client_name,
-            server_name: &server_name,
-            ptcp_dir: dir.path(),
-            addr: &addr,
             use_shm,
             count,
             stream,
             pin,
-            progress: false,
             deadline: Duration::from_secs(600),
-            stop_after: None,
+            ..ClientOpts::new(&client_name, &server_name, dir.path(), &addr)
         };
-        let r = echo::run_client(&opts);
+        let r = echo::run_client::<EchoConf>(&opts);
         stop.store(true, Ordering::Relaxed);
         r
     });

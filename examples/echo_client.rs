@@ -2,20 +2,21 @@
 //!
 //! `cargo run --release --example echo_client -- [--shm] [--stream] [--count N]
 //!  [--name client] [--server-name server] [--dir ptcp_data] [--addr 127.0.0.1:12345]
-//!  [--pin CPU]`
+//!  [--pin CPU] [--reconnect] [--timeout SECS]`
 //!
 //! Sends the numbers 0..N in messages of 1 to 4 i32, waiting for each echo
 //! (or streaming with `--stream`), checks every echoed number, and prints the
 //! average round trip. Its counters are memory-mapped in the ptcp dir: kill it
-//! and run it again, and it resumes where it was. Exits 0 when every number
-//! came back.
+//! and run it again, and it resumes where it was. With `--reconnect` it
+//! connects again whenever the link drops. Exits 0 when every number came
+//! back.
 
 #[path = "common/echo.rs"]
 mod echo;
 
 use std::time::Duration;
 
-use echo::{Args, ClientOpts};
+use echo::{Args, ClientOpts, EchoConf};
 
 fn main() {
     let args = Args::from_env();
@@ -24,19 +25,16 @@ fn main() {
     let dir: String = args.value("--dir", "ptcp_data".to_string());
     let addr: String = args.value("--addr", "127.0.0.1:12345".to_string());
     let opts = ClientOpts {
-        name: &name,
-        server_name: &server_name,
-        ptcp_dir: dir.as_ref(),
-        addr: &addr,
         use_shm: args.flag("--shm"),
         count: args.value("--count", 1_000_000),
         stream: args.flag("--stream"),
         pin: args.opt("--pin"),
         progress: true,
         deadline: Duration::from_secs(args.value("--timeout", 3600)),
-        stop_after: None,
+        reconnect: args.flag("--reconnect"),
+        ..ClientOpts::new(&name, &server_name, dir.as_ref(), &addr)
     };
-    match echo::run_client(&opts) {
+    match echo::run_client::<EchoConf>(&opts) {
         Ok(r) => {
             println!(
                 "client stopped, send_num: {} recv_num: {} echoes: {} avg rtt: {:.0} ns",

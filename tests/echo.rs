@@ -70,26 +70,14 @@ fn opts<'a>(
     use_shm: bool,
     count: u64,
 ) -> ClientOpts<'a> {
-    ClientOpts {
-        name: client,
-        server_name: server,
-        ptcp_dir: dir,
-        addr,
-        use_shm,
-        count,
-        stream: false,
-        pin: None,
-        progress: false,
-        deadline: Duration::from_secs(60),
-        stop_after: None,
-    }
+    ClientOpts { use_shm, count, ..ClientOpts::new(client, server, dir, addr) }
 }
 
 fn echo_all(tag: &str, use_shm: bool, one_thread: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (client, server) = names(tag);
     let running = Running::start(&server, dir.path(), "127.0.0.1:0", one_thread);
-    let r = echo::run_client(&opts(&client, &server, dir.path(), &running.addr, use_shm, 5_000)).unwrap();
+    let r = echo::run_client::<EchoConf>(&opts(&client, &server, dir.path(), &running.addr, use_shm, 5_000)).unwrap();
     assert_eq!((r.sent, r.received), (5_000, 5_000));
     drop(running);
     echo::remove_shm(&client, &server);
@@ -125,7 +113,7 @@ fn echo_over_ipv6() {
     };
     drop(probe);
     let running = Running::start(&server, dir.path(), "[::1]:0", true);
-    let r = echo::run_client(&opts(&client, &server, dir.path(), &running.addr, false, 2_000)).unwrap();
+    let r = echo::run_client::<EchoConf>(&opts(&client, &server, dir.path(), &running.addr, false, 2_000)).unwrap();
     assert_eq!(r.received, 2_000);
 }
 
@@ -140,12 +128,12 @@ fn client_dropped_and_recreated(tag: &str, use_shm: bool) {
         let mut o = opts(&client, &server, dir.path(), &running.addr, use_shm, count);
         o.stream = true;
         o.stop_after = Some(stop_after);
-        let r = echo::run_client(&o).unwrap();
+        let r = echo::run_client::<EchoConf>(&o).unwrap();
         assert!(r.received >= stop_after && r.received < count, "{}", r.received);
     }
     let mut o = opts(&client, &server, dir.path(), &running.addr, use_shm, count);
     o.stream = true;
-    let r = echo::run_client(&o).unwrap();
+    let r = echo::run_client::<EchoConf>(&o).unwrap();
     assert_eq!((r.sent, r.received), (count, count));
     drop(running);
     echo::remove_shm(&client, &server);
@@ -172,17 +160,15 @@ fn server_dropped_and_recreated(tag: &str, use_shm: bool) {
     let mut counters = Counters::open(dir.path(), &client, &server).unwrap();
     std::thread::scope(|s| {
         let client_run = s.spawn(|| {
-            let mut received = 0;
-            let deadline = Instant::now() + Duration::from_secs(60);
             // Reconnects after each server drop until every number is back.
-            while received < count && Instant::now() < deadline {
-                let mut o = opts(&client, &server, dir.path(), &addr, use_shm, count);
-                o.stream = true;
-                if let Ok(r) = echo::run_client(&o) {
-                    received = r.received;
-                }
-            }
-            received
+            let o = ClientOpts {
+                use_shm,
+                count,
+                stream: true,
+                reconnect: true,
+                ..ClientOpts::new(&client, &server, dir.path(), &addr)
+            };
+            echo::run_client::<EchoConf>(&o).unwrap().received
         });
         for threshold in [5_000, 15_000] {
             let deadline = Instant::now() + Duration::from_secs(30);

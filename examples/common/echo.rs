@@ -220,7 +220,8 @@ pub struct EchoClient {
     /// Echoed messages this run, for the average round trip.
     pub echoes: u64,
     rng: u64,
-    pub disconnected: Option<CloseReason>,
+    /// Why each link went down.
+    pub disconnects: Vec<CloseReason>,
     pub stop_after: Option<u64>,
     /// The last message counted before a crash may come once more.
     may_repeat: bool,
@@ -236,7 +237,7 @@ impl EchoClient {
             error: None,
             echoes: 0,
             rng,
-            disconnected: None,
+            disconnects: Vec::new(),
             stop_after: None,
             may_repeat: true,
         }
@@ -302,21 +303,23 @@ impl<C: Conf> ClientHandler<C> for EchoClient {
             conn.pop();
             return;
         }
-        for chunk in body.chunks_exact(4) {
+        let expected = cells[1];
+        for (i, chunk) in body.chunks_exact(4).enumerate() {
             let v = i32::from_le_bytes(chunk.try_into().unwrap_or_default()) as u32 as u64;
-            if v != cells[1] & 0xffff_ffff {
-                self.error = Some(format!("bad: v: {v} recv_num: {}", cells[1]));
+            if v != (expected + i as u64) & 0xffff_ffff {
+                self.error = Some(format!("bad: v: {v} recv_num: {}", expected + i as u64));
                 conn.close();
                 return;
             }
-            cells[1] += 1;
         }
+        // One store: a crash leaves the message counted or not, never half.
+        cells[1] = expected + n as u64;
         self.echoes += 1;
         conn.pop();
     }
 
     fn on_disconnected(&mut self, reason: CloseReason, _errno: i32) {
-        self.disconnected = Some(reason);
+        self.disconnects.push(reason);
     }
 }
 
@@ -326,6 +329,8 @@ pub struct ClientReport {
     pub received: u64,
     pub echoes: u64,
     pub elapsed: Duration,
+    /// Why each link of the run went down.
+    pub disconnects: Vec<CloseReason>,
 }
 
 impl ClientReport {
@@ -351,34 +356,80 @@ pub struct ClientOpts<'a> {
     pub deadline: Duration,
     /// Stop early (messages still in flight) once this many numbers came back.
     pub stop_after: Option<u64>,
+    /// Connect again when the link drops, until done or the deadline.
+    pub reconnect: bool,
 }
 
-/// Connects (retrying until the deadline) and runs the echo until every
-/// number came back, the link drops, or the deadline passes.
-pub fn run_client(o: &ClientOpts) -> Result<ClientReport, String> {
+impl<'a> ClientOpts<'a> {
+    /// Ping-pong over TCP of 1,000,000 numbers within a minute, quietly.
+    pub fn new(name: &'a str, server_name: &'a str, ptcp_dir: &'a Path, addr: &'a str) -> Self {
+        ClientOpts {
+            name,
+            server_name,
+            ptcp_dir,
+            addr,
+            use_shm: false,
+            count: 1_000_000,
+            stream: false,
+            pin: None,
+            progress: false,
+            deadline: Duration::from_secs(60),
+            stop_after: None,
+            reconnect: false,
+        }
+    }
+}
+
+/// Runs the echo until every number came back (or `stop_after` of them),
+/// the link drops (unless `reconnect`), or the deadline passes. Connecting
+/// is retried until the deadline.
+pub fn run_client<C: Conf<LoginUserData = u8>>(o: &ClientOpts) -> Result<ClientReport, String> {
     let start = Instant::now();
-    let mut client = TcpShmClient::<EchoConf>::new(o.name, o.ptcp_dir).map_err(|e| e.to_string())?;
+    let mut client = TcpShmClient::<C>::new(o.name, o.ptcp_dir).map_err(|e| e.to_string())?;
     let counters = Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?;
     let mut echo = EchoClient::new(counters, o.count, o.stream);
     echo.stop_after = o.stop_after;
+    let mut elapsed = Duration::ZERO;
     loop {
-        match client.connect(o.use_shm, o.addr, 0, &mut echo) {
-            Ok(()) => break,
-            Err(e) if start.elapsed() < o.deadline => {
-                if o.progress {
-                    println!("connect: {e}; retrying");
+        loop {
+            match client.connect(o.use_shm, o.addr, 0, &mut echo) {
+                Ok(()) => break,
+                Err(e) if start.elapsed() < o.deadline => {
+                    if o.progress {
+                        println!("connect: {e}; retrying");
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                Err(e) => return Err(format!("connect: {e}")),
             }
-            Err(e) => return Err(format!("connect: {e}")),
+        }
+        echo.recover(client.connection());
+        if o.progress {
+            println!("client started, send_num: {} recv_num: {}", echo.counters.sent(), echo.counters.received());
+        }
+        let begin = Instant::now();
+        run_session(&mut client, &mut echo, o, start);
+        elapsed += begin.elapsed();
+        client.stop();
+        if o.progress {
+            if let Some(reason) = echo.disconnects.last() {
+                println!("disconnected: {reason}");
+            }
+        }
+        if !o.reconnect || echo.done() || echo.error.is_some() || start.elapsed() >= o.deadline {
+            break;
         }
     }
-    echo.recover(client.connection());
-    if o.progress {
-        println!("client started, send_num: {} recv_num: {}", echo.counters.sent(), echo.counters.received());
+    if let Some(e) = echo.error.take() {
+        return Err(e);
     }
-    let begin = Instant::now();
-    let stop = AtomicBool::new(false);
+    let (sent, received) = (echo.counters.sent(), echo.counters.received());
+    Ok(ClientReport { sent, received, echoes: echo.echoes, elapsed, disconnects: echo.disconnects })
+}
+
+/// One logged-in session: sends and checks until done, an error, the link
+/// drops, or the deadline passes.
+fn run_session<C: Conf>(client: &mut TcpShmClient<C>, echo: &mut EchoClient, o: &ClientOpts, start: Instant) {
     let mut last_print = Instant::now();
     let mut tick = |echo: &mut EchoClient| {
         if o.progress && last_print.elapsed() >= Duration::from_secs(1) {
@@ -387,51 +438,59 @@ pub fn run_client(o: &ClientOpts) -> Result<ClientReport, String> {
         }
         start.elapsed() < o.deadline
     };
-    if o.use_shm {
-        let (mut tcp, mut shm) = client.split();
-        let mut tcp_events =
-            EchoClient::new(Counters::open(o.ptcp_dir, o.name, o.server_name).map_err(|e| e.to_string())?, 0, false);
-        std::thread::scope(|s| {
-            let stop = &stop;
-            let pin_cpu = o.pin;
-            s.spawn(move || {
-                pin(pin_cpu.map(|c| c + 1));
-                while !stop.load(Ordering::Relaxed) && !tcp.is_closed() {
-                    tcp.poll(now_ns(), &mut tcp_events);
-                }
-                stop.store(true, Ordering::Relaxed);
-            });
-            pin(o.pin);
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) && !echo.done() && echo.error.is_none() {
-                if let Some(conn) = shm.connection() {
-                    echo.send_next(conn);
-                }
-                shm.poll(&mut echo);
-                n = n.wrapping_add(1);
-                if n % 1024 == 0 && !tick(&mut echo) {
-                    break;
-                }
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
-    } else {
+    if !o.use_shm {
         pin(o.pin);
         let mut n = 0u32;
         while !echo.done() && echo.error.is_none() && !client.connection().is_closed() {
             echo.send_next(client.connection());
-            client.poll_tcp(now_ns(), &mut echo);
+            client.poll_tcp(now_ns(), echo);
             n = n.wrapping_add(1);
-            if n % 1024 == 0 && !tick(&mut echo) {
+            if n % 1024 == 0 && !tick(echo) {
                 break;
             }
         }
+        return;
     }
-    let elapsed = begin.elapsed();
-    client.stop();
-    if let Some(e) = echo.error.take() {
-        return Err(e);
+    let stop = AtomicBool::new(false);
+    let (mut tcp, mut shm) = client.split();
+    // The TCP half reports the disconnect; the shm half checks the numbers.
+    let mut link_events = Vec::new();
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let link_events = &mut link_events;
+        let pin_cpu = o.pin;
+        s.spawn(move || {
+            pin(pin_cpu.map(|c| c + 1));
+            let mut h = LinkEvents(link_events);
+            while !stop.load(Ordering::Relaxed) && !tcp.is_closed() {
+                tcp.poll(now_ns(), &mut h);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        pin(o.pin);
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) && !echo.done() && echo.error.is_none() {
+            if let Some(conn) = shm.connection() {
+                echo.send_next(conn);
+            }
+            shm.poll(echo);
+            n = n.wrapping_add(1);
+            if n % 1024 == 0 && !tick(echo) {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    echo.disconnects.extend(link_events);
+}
+
+/// The TCP half's handler in shm mode: only disconnects reach it.
+struct LinkEvents<'a>(&'a mut Vec<CloseReason>);
+
+impl<C: Conf> ClientHandler<C> for LinkEvents<'_> {
+    fn on_server_msg(&mut self, _conn: &mut Connection<C>, _msg: Msg<'_>) {}
+
+    fn on_disconnected(&mut self, reason: CloseReason, _errno: i32) {
+        self.0.push(reason);
     }
-    let (sent, received) = (echo.counters.sent(), echo.counters.received());
-    Ok(ClientReport { sent, received, echoes: echo.echoes, elapsed })
 }
