@@ -62,8 +62,9 @@ pub trait Conf: 'static {
     ///
     /// Acks travel in order with the messages. A side whose handler does not
     /// pop (say, because its own send queue is full until the peer acks)
-    /// stops reading once this buffer is full of unpopped messages; it then
-    /// sees the peer's newer ack only if the ack fits behind them. The peer
+    /// keeps reading behind the unpopped message until this buffer is full;
+    /// it sees the peer's newer ack only if the ack fits behind them
+    /// (`tests/flow_control.rs`). The peer
     /// cannot have more in flight than its `TCP_QUEUE_SIZE` (unacknowledged
     /// messages stay in its queue), so keep this above the peer's
     /// `TCP_QUEUE_SIZE` (with room for a few heartbeats) in any protocol where

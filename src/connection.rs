@@ -329,6 +329,11 @@ impl<C: Conf> Connection<C> {
             let Tx::Tcp { queue, link: Some(link) } = &mut self.tx else { return };
             let Some(msg) = link.front(rb, Some(queue)) else { return };
             if !self.deliver(msg, &mut on_msg) {
+                // Left for the next poll, typically because its reply found
+                // our queue full: the acks that free it are still read.
+                if let Tx::Tcp { queue, link: Some(link) } = &mut self.tx {
+                    link.receive_behind(rb, Some(queue));
+                }
                 return;
             }
             rb.pop();

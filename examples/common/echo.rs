@@ -108,7 +108,7 @@ impl<C: ServerConf> ServerHandler<C> for EchoServerHandler {
 
 /// Serves a started server until `stop` is set: control on this thread,
 /// each TCP and shm group on a thread of its own.
-pub fn run_server(server: TcpShmServer<EchoConf>, stop: &AtomicBool, pin_cpu: Option<usize>, quiet: bool) {
+pub fn run_server<C: ServerConf>(server: TcpShmServer<C>, stop: &AtomicBool, pin_cpu: Option<usize>, quiet: bool) {
     let (mut ctl, tcp, shm) = server.into_parts();
     std::thread::scope(|s| {
         for mut g in tcp {
