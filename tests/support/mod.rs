@@ -3,6 +3,8 @@
 //! polling instead of sleeps.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,8 @@ pub struct Recorder {
     pub echo: bool,
     /// Sequence numbers seen at each logon, by client name.
     pub logon_seqs: LogonSeqs,
+    /// Leave messages out of `events` (long streams).
+    pub skip_msg_events: bool,
 }
 
 impl Recorder {
@@ -111,7 +115,9 @@ impl<C: ServerConf> ServerHandler<C> for Recorder {
 
     fn on_client_msg(&mut self, conn: &mut Connection<C>, msg: Msg<'_>) {
         // Recorded before the echo, so a client that got the echo finds it here.
-        self.push(Event::Msg(conn.remote_name().into(), msg.msg_type(), msg.body().to_vec()));
+        if !self.skip_msg_events {
+            self.push(Event::Msg(conn.remote_name().into(), msg.msg_type(), msg.body().to_vec()));
+        }
         if self.echo {
             let Some(mut slot) = conn.alloc(msg.body().len()) else { return };
             slot.copy_from_slice(msg.body());
