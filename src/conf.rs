@@ -88,7 +88,9 @@ pub trait Conf: 'static {
 
 /// Server settings on top of [`Conf`].
 pub trait ServerConf: Conf {
-    /// Most sockets that may wait for their login at once.
+    /// Most sockets that may wait for their login at once. When all are
+    /// waiting and another connects, the one that waited longest is closed,
+    /// so sockets that never log in cannot starve honest clients.
     const MAX_NEW_CONNECTIONS: usize = 5;
     /// Connection slots in each shared-memory group.
     const MAX_SHM_CONNS_PER_GRP: usize = 4;

@@ -122,15 +122,24 @@ impl<C: ServerConf> ServerCtl<C> {
         }
     }
 
-    /// Accepts at most one socket per poll, when a login slot is free.
+    /// Accepts at most one socket per poll. When every login slot is taken,
+    /// the socket that has waited longest gives its slot up: otherwise a
+    /// flood of sockets that never log in (each holding a slot until
+    /// `NEW_CONNECTION_TIMEOUT`) would starve the honest clients queued
+    /// behind it, where now each waits at most `MAX_NEW_CONNECTIONS` accepts.
+    /// (The C++ server closes the newcomer instead.)
     fn accept_one(&mut self, now: i64, handler: &mut impl ServerHandler<C>) {
         let Some(listener) = &self.listener else { return };
-        let Some(free) = self.pending.iter().position(Option::is_none) else { return };
         match listener.accept() {
             Ok((stream, peer)) => {
                 if stream.set_nonblocking(true).and_then(|()| stream.set_nodelay(C::TCP_NO_DELAY)).is_err() {
                     return;
                 }
+                let free = self.pending.iter().position(Option::is_none).unwrap_or_else(|| {
+                    let oldest = self.pending.iter().enumerate().min_by_key(|(_, p)| p.as_ref().map(|p| p.since));
+                    oldest.map_or(0, |(i, _)| i)
+                });
+                // Replacing a pending login drops (closes) its socket.
                 self.pending[free] = Some(PendingLogin {
                     stream,
                     peer,
