@@ -5,6 +5,9 @@ pub mod client;
 pub mod conf;
 pub mod connection;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod msg;
 pub mod ptcp;
 pub mod server;

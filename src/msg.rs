@@ -310,8 +310,19 @@ fn get_header<C: Conf>(buf: &[u8]) -> MsgHeader {
 
 /// Writes a NUL-terminated name into a zeroed field (truncating to the field).
 fn put_str(field: &mut [u8], s: &str) {
-    let n = s.len().min(field.len() - 1);
-    field[..n].copy_from_slice(&s.as_bytes()[..n]);
+    let s = clip(s, field.len() - 1);
+    field[..s.len()].copy_from_slice(s.as_bytes());
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char
+/// boundary: a truncated field must still be UTF-8, or decoding it again
+/// gives another string (found by the `login` fuzz target).
+fn clip(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
 }
 
 /// The bytes of a NUL-terminated field up to the first NUL (or the whole field).
@@ -448,7 +459,10 @@ impl<C: Conf> LoginRspMsg<C> {
             user_data,
             status: LoginStatus::from_wire(frame[L::<C>::R_STATUS]),
             server_name,
-            error_msg: String::from_utf8_lossy(error_msg).into_owned(),
+            // Clipped to what `encode` can write back (the field keeps a
+            // NUL; invalid bytes become 3-byte U+FFFD), so a decoded
+            // response re-encodes to itself (found by the `login` fuzz target).
+            error_msg: clip(&String::from_utf8_lossy(error_msg), ERROR_MSG_SIZE - 1).to_owned(),
         })
     }
 }

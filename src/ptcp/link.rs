@@ -155,18 +155,26 @@ impl<C: Conf> Link<C> {
         Some(rb.front())
     }
 
+    /// Receives once more while the message in front stays unpopped: a
+    /// handler that waits for room in its own queue needs the peer's acks,
+    /// which arrive behind that message (the buffer holds them as long as
+    /// it may grow beyond the peer's queue, see `Conf::TCP_RECV_BUF_MAX_SIZE`).
+    pub(crate) fn receive_behind(&mut self, rb: &mut RecvBuf<C>, queue: Option<&mut PtcpQueue<C>>) {
+        if self.closed.is_none() {
+            self.receive(rb, queue);
+        }
+    }
+
     /// Receives once and frames what arrived.
-    fn receive(&mut self, rb: &mut RecvBuf<C>, mut queue: Option<&mut PtcpQueue<C>>) {
-        rb.make_room();
+    fn receive(&mut self, rb: &mut RecvBuf<C>, queue: Option<&mut PtcpQueue<C>>) {
+        let spare = rb.spare();
         let Some(stream) = self.stream.as_mut() else { return };
-        let cap = rb.buf.len() * 8;
-        let filled = rb.filled;
-        if filled == cap {
+        if spare.is_empty() {
             // Full of complete frames the user has not popped yet.
             return;
         }
         let res = loop {
-            match stream.read(&mut rb.buf.as_mut_bytes()[filled..cap]) {
+            match stream.read(spare) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => break r,
             }
@@ -185,27 +193,8 @@ impl<C: Conf> Link<C> {
             }
             Err(e) => return self.close(CloseReason::ReadError, e.raw_os_error().unwrap_or(0)),
         }
-        while rb.filled - rb.parsed >= HEADER_SIZE {
-            let h = rb.header_at(rb.parsed);
-            if let Some(q) = queue.as_deref_mut() {
-                // Applied as soon as the header is in, before the body.
-                match q.ack(h.ack_seq) {
-                    Ok(()) => {}
-                    Err(AckError::OutOfRange) => return self.close(CloseReason::AckOutOfRange, 0),
-                    Err(AckError::Corrupt) => return self.close(CloseReason::PtcpFileCorrupt, 0),
-                }
-            }
-            if (h.size as usize) < HEADER_SIZE {
-                return self.close(CloseReason::InvalidMsgSize, 0);
-            }
-            let frame = h.padded_size();
-            if frame > C::TCP_RECV_BUF_MAX_SIZE {
-                return self.close(CloseReason::MsgTooLarge, 0);
-            }
-            if rb.filled - rb.parsed < frame {
-                break;
-            }
-            rb.parsed += frame;
+        if let Err(reason) = rb.frame(queue) {
+            self.close(reason, 0);
         }
     }
 }
@@ -232,7 +221,7 @@ impl<C: Conf> RecvBuf<C> {
     }
 
     /// The complete message at `read` (the caller checked there is one).
-    fn front(&self) -> Msg<'_> {
+    pub(crate) fn front(&self) -> Msg<'_> {
         let h = self.header_at(self.read);
         let body = &self.buf.as_bytes()[self.read + HEADER_SIZE..self.read + h.size as usize];
         Msg::new(h.msg_type, body)
@@ -252,7 +241,7 @@ impl<C: Conf> RecvBuf<C> {
 
     /// Skips heartbeats (and with `skip_all` everything) among the complete
     /// frames; true if an application message is next.
-    fn skip_to_message(&mut self, skip_all: bool) -> bool {
+    pub(crate) fn skip_to_message(&mut self, skip_all: bool) -> bool {
         while self.read < self.parsed {
             let h = self.header_at(self.read);
             if h.msg_type != MSG_TYPE_HEARTBEAT && !skip_all {
@@ -261,6 +250,58 @@ impl<C: Conf> RecvBuf<C> {
             self.read += h.padded_size();
         }
         false
+    }
+
+    /// Before a receive: makes room ([`make_room`](Self::make_room)) and
+    /// returns the free bytes after `filled`, where the next read goes (empty
+    /// if the buffer is full of complete frames the user has not popped).
+    fn spare(&mut self) -> &mut [u8] {
+        self.make_room();
+        let cap = self.buf.len() * 8;
+        &mut self.buf.as_mut_bytes()[self.filled..cap]
+    }
+
+    /// Appends received bytes as one read would: room is made first, and
+    /// only what fits in the spare bytes is taken. Returns how many were
+    /// taken. The fuzz targets and tests feed the framing through this
+    /// instead of a socket.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn fill(&mut self, data: &[u8]) -> usize {
+        let spare = self.spare();
+        let n = spare.len().min(data.len());
+        spare[..n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        n
+    }
+
+    /// Frames the bytes received since the last call: advances `parsed` over
+    /// every complete frame, applying each header's ack to `queue` as soon
+    /// as the header is in (TCP mode; `None` in shm mode). An error is why
+    /// the connection must close.
+    pub(crate) fn frame(&mut self, mut queue: Option<&mut PtcpQueue<C>>) -> Result<(), CloseReason> {
+        while self.filled - self.parsed >= HEADER_SIZE {
+            let h = self.header_at(self.parsed);
+            if let Some(q) = queue.as_deref_mut() {
+                // Applied as soon as the header is in, before the body.
+                match q.ack(h.ack_seq) {
+                    Ok(()) => {}
+                    Err(AckError::OutOfRange) => return Err(CloseReason::AckOutOfRange),
+                    Err(AckError::Corrupt) => return Err(CloseReason::PtcpFileCorrupt),
+                }
+            }
+            if (h.size as usize) < HEADER_SIZE {
+                return Err(CloseReason::InvalidMsgSize);
+            }
+            let frame = h.padded_size();
+            if frame > C::TCP_RECV_BUF_MAX_SIZE {
+                return Err(CloseReason::MsgTooLarge);
+            }
+            if self.filled - self.parsed < frame {
+                break;
+            }
+            self.parsed += frame;
+        }
+        Ok(())
     }
 
     /// Before a receive: moves unread bytes to the front when more than half
