@@ -11,9 +11,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{unique, ClientRec, Event, Recorder, ServerThread, TestConf};
-use tcpshm::msg::LoginLayout;
-use tcpshm::{CloseReason, LoginMsg, LoginRspMsg, LoginStatus, MsgHeader, TcpShmClient};
+use support::{raw_login, unique, ClientRec, Event, Recorder, ServerThread, TestConf};
+use tcpshm::{CloseReason, MsgHeader, TcpShmClient};
 use zerocopy::IntoBytes;
 
 fn echo_server() -> (tempfile::TempDir, ServerThread) {
@@ -21,26 +20,6 @@ fn echo_server() -> (tempfile::TempDir, ServerThread) {
     let rec = Recorder { echo: true, ..Default::default() };
     let server = ServerThread::start::<TestConf>(&unique("hsrv"), dir.path(), rec);
     (dir, server)
-}
-
-/// A raw socket logged in as `name` (TCP mode, fresh numbers).
-fn raw_login(addr: &str, name: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let login = LoginMsg::<TestConf> {
-        ack_seq: 0,
-        client_seq_start: 0,
-        client_seq_end: 0,
-        user_data: 0,
-        use_shm: false,
-        client_name: name.into(),
-        last_server_name: String::new(),
-    };
-    s.write_all(&login.encode()).unwrap();
-    let mut rsp = vec![0u8; LoginLayout::<TestConf>::RSP_FRAME];
-    s.read_exact(&mut rsp).unwrap();
-    assert_eq!(LoginRspMsg::<TestConf>::decode(&rsp).unwrap().status, LoginStatus::Ok);
-    s
 }
 
 fn frame(msg_type: u16, ack_seq: u32, body: &[u8]) -> Vec<u8> {

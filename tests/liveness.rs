@@ -5,12 +5,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use support::{now_ns, poll_until, unique, ClientRec, Event, Recorder, ServerThread, TestConf};
+use support::{now_ns, poll_until, raw_login, unique, ClientRec, Event, Recorder, ServerThread, TestConf};
 use tcpshm::msg::LoginLayout;
-use tcpshm::{CloseReason, Conf, LoginMsg, LoginRspMsg, LoginStatus, MsgHeader, TcpShmClient};
+use tcpshm::{CloseReason, Conf, LoginRspMsg, LoginStatus, MsgHeader, TcpShmClient};
 use zerocopy::IntoBytes;
 
 fn idle_link_stays_up(use_shm: bool, tag: &str) {
@@ -68,25 +68,6 @@ fn client_times_out_a_silent_server() {
     assert_eq!(client.connection().close_reason(), Some((CloseReason::Timeout, 0)));
     drop(client);
     peer.join().unwrap();
-}
-
-fn raw_login(addr: &str, name: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let login = LoginMsg::<TestConf> {
-        ack_seq: 0,
-        client_seq_start: 0,
-        client_seq_end: 0,
-        user_data: 0,
-        use_shm: false,
-        client_name: name.into(),
-        last_server_name: String::new(),
-    };
-    s.write_all(&login.encode()).unwrap();
-    let mut rsp = vec![0u8; LoginLayout::<TestConf>::RSP_FRAME];
-    s.read_exact(&mut rsp).unwrap();
-    assert_eq!(LoginRspMsg::<TestConf>::decode(&rsp).unwrap().status, LoginStatus::Ok);
-    s
 }
 
 fn disconnect_reason(server: &ServerThread, name: &str) -> CloseReason {

@@ -235,3 +235,25 @@ pub fn poll_until<C: tcpshm::Conf>(
         client.poll_shm(h);
     }
 }
+
+/// A raw socket logged in as `name` (TCP mode, fresh numbers), for tests
+/// that play a misbehaving peer after the login.
+pub fn raw_login(addr: &str, name: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let login = LoginMsg::<TestConf> {
+        ack_seq: 0,
+        client_seq_start: 0,
+        client_seq_end: 0,
+        user_data: 0,
+        use_shm: false,
+        client_name: name.into(),
+        last_server_name: String::new(),
+    };
+    s.write_all(&login.encode()).unwrap();
+    let mut rsp = vec![0u8; tcpshm::msg::LoginLayout::<TestConf>::RSP_FRAME];
+    s.read_exact(&mut rsp).unwrap();
+    assert_eq!(LoginRspMsg::<TestConf>::decode(&rsp).unwrap().status, tcpshm::LoginStatus::Ok);
+    s
+}
