@@ -309,7 +309,13 @@ impl<C: Conf> TcpShmClient<C> {
         setup(&stream).map_err(|e| Error::io("setsockopt", e))?;
         stream.write_all(&login.encode()).map_err(|e| Error::io("send", e))?;
         let mut frame = vec![0u8; LoginLayout::<C>::RSP_FRAME];
-        stream.read_exact(&mut frame).map_err(|e| Error::io("recv", e))?;
+        stream.read_exact(&mut frame).map_err(|e| match e.kind() {
+            // The read timeout (the connect timeout) passed without a response.
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                Error::io("recv login response", std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))
+            }
+            _ => Error::io("recv login response", e),
+        })?;
         let rsp = LoginRspMsg::<C>::decode(&frame).map_err(|e| {
             Error::InvalidLoginRsp(match e {
                 crate::msg::LoginDecodeError::WrongSize => "wrong size",
