@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use memmap2::MmapRaw;
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::seq_not_before;
+use super::format::FILE_HEADER_SIZE;
+use super::format::{pack, reset_stores, unpack, walk, Indices, ResetStore, BLK};
 use crate::conf::Conf;
 use crate::error::Error;
 use crate::msg::{MsgHeader, HEADER_SIZE};
@@ -34,9 +35,6 @@ use crate::msg::{MsgHeader, HEADER_SIZE};
 pub const PTCP_MAGIC: [u8; 8] = *b"TCPSHMPQ";
 /// Version of the file layout.
 pub const PTCP_VERSION: u32 = 1;
-/// Bytes of the file header in front of the blocks.
-pub(crate) const FILE_HEADER_SIZE: usize = 64;
-const BLK: usize = 8;
 
 /// When the queue file is flushed to disk (`msync`). Without a flush, a
 /// crash of the process loses nothing (the page cache survives it); a power
@@ -53,7 +51,7 @@ pub enum Durability {
 }
 
 impl Durability {
-    fn to_byte(self) -> u8 {
+    pub(crate) fn to_byte(self) -> u8 {
         match self {
             Durability::Never => 0,
             Durability::EveryPush => 1,
@@ -91,15 +89,19 @@ pub(crate) struct FileHeader {
     _reserved: [u8; 20],
 }
 
-const _: () = assert!(std::mem::size_of::<FileHeader>() == FILE_HEADER_SIZE);
-
-fn pack(lo: u32, hi: u32) -> u64 {
-    lo as u64 | (hi as u64) << 32
-}
-
-fn unpack(v: u64) -> (u32, u32) {
-    (v as u32, (v >> 32) as u32)
-}
+const _: () = {
+    use super::format::*;
+    use std::mem::offset_of;
+    assert!(std::mem::size_of::<FileHeader>() == FILE_HEADER_SIZE);
+    assert!(offset_of!(FileHeader, version) == OFF_VERSION);
+    assert!(offset_of!(FileHeader, queue_size) == OFF_QUEUE_SIZE);
+    assert!(offset_of!(FileHeader, name_size) == OFF_NAME_SIZE);
+    assert!(offset_of!(FileHeader, little_endian) == OFF_LITTLE_ENDIAN);
+    assert!(offset_of!(FileHeader, durability) == OFF_DURABILITY);
+    assert!(offset_of!(FileHeader, write) == OFF_WRITE);
+    assert!(offset_of!(FileHeader, read) == OFF_READ);
+    assert!(offset_of!(FileHeader, ack_seq) == OFF_ACK);
+};
 
 /// Why a peer's ack was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,45 +246,42 @@ impl<C: Conf> PtcpQueue<C> {
         let (write_pos, wrap_pos) = unpack(h.write.load(Relaxed));
         let (read_pos, read_seq) = unpack(h.read.load(Relaxed));
         let ack_seq = h.ack_seq.load(Relaxed);
-        let n = Self::BLOCKS;
-        if write_pos > n || read_pos > n || (write_pos < read_pos && !(read_pos..=n).contains(&wrap_pos)) {
-            return Err(format!("impossible indices read {read_pos} write {write_pos} wrap {wrap_pos}"));
-        }
+        let ix = Indices { write_pos, wrap_pos, read_pos, read_seq, ack_seq };
+        // The walk (shared with `inspect`) checks the indices, every message,
+        // and repairs the ack from the last message if a crash cut its store.
+        let walked = walk(&ix, self.bytes(0, C::TCP_QUEUE_SIZE).unwrap_or_default(), C::TO_LITTLE_ENDIAN, |_, _| {})?;
         (self.write_pos, self.wrap_pos, self.read_pos) = (write_pos, wrap_pos, read_pos);
-        (self.read_seq, self.ack_seq) = (read_seq, ack_seq);
-        let mut pos = read_pos;
-        let mut count = 0u32;
-        while let Some(p) = self.next_pos(pos) {
-            let h = self.header_at(p).ok_or("message runs past the end of the queue")?;
-            pos = p + self.msg_blocks(p, h).ok_or("message size invalid")?;
-            count += 1;
-            if !seq_not_before(self.ack_seq, h.ack_seq) {
-                // Only the last message may be one pop ahead: a reply whose
-                // pop's own store a crash cut off (see `push`).
-                if self.next_pos(pos).is_some() || h.ack_seq != self.ack_seq.wrapping_add(1) {
-                    return Err(format!(
-                        "message {count} carries ack {} beyond the file's ack {}",
-                        h.ack_seq, self.ack_seq
-                    ));
-                }
-                self.ack_seq = h.ack_seq;
-                self.hdr().ack_seq.store(self.ack_seq, Relaxed);
-            }
+        (self.read_seq, self.ack_seq) = (read_seq, walked.ack_seq);
+        if walked.ack_seq != ack_seq {
+            self.hdr().ack_seq.store(walked.ack_seq, Relaxed);
         }
-        self.msg_count = count;
+        self.msg_count = walked.count;
         self.send_pos = self.read_pos as usize * BLK;
         Ok(())
     }
 
+    /// The indices as they are in memory.
+    #[inline]
+    fn ix(&self) -> Indices {
+        Indices {
+            write_pos: self.write_pos,
+            wrap_pos: self.wrap_pos,
+            read_pos: self.read_pos,
+            read_seq: self.read_seq,
+            ack_seq: self.ack_seq,
+        }
+    }
+
+    #[inline]
     fn wrapped(&self) -> bool {
-        self.write_pos < self.read_pos
+        self.ix().wrapped()
     }
 
     /// The block of the message at or after `pos` in queue order (following
     /// the wrap), or None at the end of the queue.
+    #[inline]
     fn next_pos(&self, pos: u32) -> Option<u32> {
-        let pos = if self.wrapped() && pos == self.wrap_pos { 0 } else { pos };
-        (pos != self.write_pos).then_some(pos)
+        self.ix().next_pos(pos)
     }
 
     fn header_at(&self, pos: u32) -> Option<MsgHeader> {
@@ -291,10 +290,9 @@ impl<C: Conf> PtcpQueue<C> {
     }
 
     /// Blocks of the message at `pos` with header `h`, if it lies inside its segment.
+    #[inline]
     fn msg_blocks(&self, pos: u32, h: MsgHeader) -> Option<u32> {
-        let blocks = (h.size as usize).div_ceil(BLK) as u32;
-        let seg_end = if self.wrapped() && pos >= self.read_pos { self.wrap_pos } else { self.write_pos };
-        (h.size as usize >= HEADER_SIZE && pos + blocks <= seg_end).then_some(blocks)
+        self.ix().msg_blocks(pos, h.size)
     }
 
     /// `(ack_seq, seq_start, seq_end)` as the login exchanges them.
@@ -507,11 +505,14 @@ impl<C: Conf> PtcpQueue<C> {
     /// Every intermediate state is a consistent, empty-or-shrinking queue.
     pub(crate) fn reset(&mut self) {
         let h = self.hdr();
-        h.read.store(pack(self.write_pos, self.read_seq), Relaxed);
-        h.write.store(pack(0, self.write_pos), Relaxed);
-        h.read.store(0, Relaxed);
-        h.write.store(0, Relaxed);
-        h.ack_seq.store(0, Relaxed);
+        // The same stores in the same order as `inspect::reset_file`.
+        for store in reset_stores(self.write_pos, self.read_seq) {
+            match store {
+                ResetStore::Read(v) => h.read.store(v, Relaxed),
+                ResetStore::Write(v) => h.write.store(v, Relaxed),
+                ResetStore::Ack(v) => h.ack_seq.store(v, Relaxed),
+            }
+        }
         (self.write_pos, self.wrap_pos, self.read_pos, self.read_seq) = (0, 0, 0, 0);
         (self.ack_seq, self.msg_count, self.send_pos, self.pending_size) = (0, 0, 0, 0);
         self.ack_dirty = false;

@@ -30,9 +30,10 @@ pub const SHM_DIR: &str = "/dev/shm";
 /// Bytes of one queue block: a cache line.
 pub(crate) const BLOCK: usize = 64;
 /// Bytes after the blocks: the producer's and the consumer's 128-byte lines.
-const TRAILER: usize = 256;
-const WRITE_IDX_OFF: usize = 0;
-const READ_IDX_OFF: usize = 128;
+pub(crate) const TRAILER: usize = 256;
+/// Offsets in the trailer of the producer's word and of read_idx.
+pub(crate) const WRITE_IDX_OFF: usize = 0;
+pub(crate) const READ_IDX_OFF: usize = 128;
 
 /// The producer's 64-bit word as its two native-endian u32 halves, in
 /// memory order: the C++ `write_idx` first, so a C++ consumer finds it.

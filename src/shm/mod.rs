@@ -1,8 +1,10 @@
 //! The shared-memory transport: one single-producer single-consumer queue of
 //! variable-size messages per direction, each in a POSIX shared-memory object
 //! `/dev/shm/<sender>_<receiver>.shm` laid out exactly as the C++ `SPSCVarQueue`
-//! (PROTOCOL.md), so a C++ peer can share it.
+//! (PROTOCOL.md), so a C++ peer can share it. [`inspect`] reads an object
+//! of any queue size, for the operator's tool `tcpshm-ptcp`.
 
+pub mod inspect;
 mod layout;
 mod queue;
 

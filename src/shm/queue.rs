@@ -16,6 +16,50 @@ fn blocks_for(size: usize) -> u32 {
     size.div_ceil(BLOCK) as u32
 }
 
+/// The next message of a queue of `n` blocks whose consumer is at
+/// `*read_idx` and whose producer has published up to `write_idx`, with
+/// `read_header(idx)` reading the header of block `idx % n`: its header and
+/// blocks, `Ok(None)` if the queue is empty. A rewind marker (size 0) moves
+/// `*read_idx` to the next lap first. Every index and size is validated, so
+/// the message lies between the two indices without wrapping. Shared by the
+/// consumer and [`inspect`](super::inspect).
+#[inline]
+pub(crate) fn next_msg(
+    read_idx: &mut u32,
+    write_idx: u32,
+    n: u32,
+    read_header: impl Fn(u32) -> MsgHeader,
+) -> Result<Option<(MsgHeader, u32)>, Corrupt> {
+    if write_idx == *read_idx {
+        return Ok(None);
+    }
+    let mut avail = write_idx.wrapping_sub(*read_idx);
+    if avail > n {
+        return Err(Corrupt);
+    }
+    let mut header = read_header(*read_idx);
+    if header.size == 0 {
+        // Rewind marker: the producer continued at block 0 of the next lap.
+        let skip = n - (*read_idx & (n - 1));
+        if skip > avail {
+            return Err(Corrupt);
+        }
+        *read_idx = read_idx.wrapping_add(skip);
+        avail -= skip;
+        if avail == 0 {
+            return Ok(None);
+        }
+        header = read_header(*read_idx);
+    }
+    let size = header.size as usize;
+    let blocks = blocks_for(size);
+    let pos = *read_idx & (n - 1);
+    if size < HEADER_SIZE || blocks > avail || pos + blocks > n {
+        return Err(Corrupt);
+    }
+    Ok(Some((header, blocks)))
+}
+
 /// Whether `a` is at or after `b` in free-running u32 index space.
 #[inline]
 fn not_before(a: u32, b: u32) -> bool {
@@ -230,37 +274,14 @@ impl ShmReceiver {
     /// The next message, in place; `Ok(None)` if the queue is empty.
     #[inline]
     pub(crate) fn front(&mut self) -> Result<Option<Msg<'_>>, Corrupt> {
-        let n = self.region.blocks();
         let write_idx = Self::published_idx(&self.region);
-        if write_idx == self.read_idx {
-            return Ok(None);
-        }
-        let mut avail = write_idx.wrapping_sub(self.read_idx);
-        if avail > n {
-            return Err(Corrupt);
-        }
-        let mut header = self.read_header();
-        if header.size == 0 {
-            // Rewind marker: the producer continued at block 0 of the next lap.
-            let skip = n - (self.read_idx & (n - 1));
-            if skip > avail {
-                return Err(Corrupt);
-            }
-            self.read_idx = self.read_idx.wrapping_add(skip);
-            avail -= skip;
-            if avail == 0 {
-                return Ok(None);
-            }
-            header = self.read_header();
-        }
+        let mut read_idx = self.read_idx;
+        let next = next_msg(&mut read_idx, write_idx, self.region.blocks(), |idx| self.read_header(idx));
+        self.read_idx = read_idx;
+        let Some((header, blocks)) = next? else { return Ok(None) };
         let size = header.size as usize;
-        let blocks = blocks_for(size);
-        let pos = self.read_idx & (n - 1);
-        if size < HEADER_SIZE || blocks > avail || pos + blocks > n {
-            return Err(Corrupt);
-        }
         self.front_blocks = blocks;
-        // SAFETY: the message's blocks were validated above to lie between
+        // SAFETY: the message's blocks were validated by `next_msg` to lie between
         // read_idx and the published write_idx, inside the mapping, without
         // wrapping; the producer does not touch them until we publish a
         // read_idx past them (`pop`, which needs `&mut self`, ending this
@@ -273,11 +294,11 @@ impl ShmReceiver {
     }
 
     #[inline]
-    fn read_header(&self) -> MsgHeader {
+    fn read_header(&self, idx: u32) -> MsgHeader {
         // SAFETY: block_ptr is 64-aligned and inside the mapping; the block
-        // lies below the published write_idx (checked by the caller), so the
+        // lies below the published write_idx (checked by `next_msg`), so the
         // producer has finished writing it. A volatile read reads it once.
-        unsafe { (self.region.block_ptr(self.read_idx) as *const MsgHeader).read_volatile() }
+        unsafe { (self.region.block_ptr(idx) as *const MsgHeader).read_volatile() }
     }
 
     /// Consumes the message last returned by `front`; a no-op otherwise.
