@@ -670,7 +670,7 @@ fn shm_consumer_in(scratch: &Scratch, data: &[u8]) {
 
     let open = |path: &Path| {
         let region = ShmRegion::open(path, queue_size).expect("map scratch shm object");
-        let base = region.block_ptr(0) as usize;
+        let base = region.read_ptr(0, 0) as usize;
         ShmReceiver::new(region).ok().map(|rx| (rx, base))
     };
     let Some((mut rx, mut base)) = open(&path) else { return };

@@ -18,6 +18,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use memmap2::MmapRaw;
@@ -64,7 +65,13 @@ impl ProducerWord {
 
 /// A mapped queue object: `blocks() * 64` bytes of blocks and two indices.
 pub(crate) struct ShmRegion {
+    #[cfg(not(loom))]
     map: MmapRaw,
+    /// Under loom both ends share one mapping and one model of it.
+    #[cfg(loom)]
+    map: std::sync::Arc<MmapRaw>,
+    #[cfg(loom)]
+    model: std::sync::Arc<loom_model::Model>,
     blocks: u32,
 }
 
@@ -92,7 +99,12 @@ impl ShmRegion {
             });
         }
         let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap shm", path, e))?;
-        Ok(ShmRegion { map, blocks: (queue_size / BLOCK) as u32 })
+        Ok(Self::from_map(map, queue_size))
+    }
+
+    #[cfg(not(loom))]
+    fn from_map(map: MmapRaw, queue_size: usize) -> Self {
+        ShmRegion { map, blocks: (queue_size / BLOCK) as u32 }
     }
 
     /// Number of 64-byte blocks (a power of two).
@@ -101,17 +113,41 @@ impl ShmRegion {
         self.blocks
     }
 
-    /// Pointer to the start of block `i % blocks()`.
+    /// Pointer to the start of block `idx % blocks()`.
     #[inline]
-    pub(crate) fn block_ptr(&self, idx: u32) -> *mut u8 {
+    fn block_ptr(&self, idx: u32) -> *mut u8 {
         let i = (idx & (self.blocks - 1)) as usize;
         // SAFETY: i < blocks, and blocks * BLOCK bytes lie inside the mapping
         // (checked by `open`: the object is exactly queue_size + TRAILER bytes).
         unsafe { self.map.as_mut_ptr().add(i * BLOCK) }
     }
 
+    /// Pointer to block `idx % blocks()`, for writing it and the `count - 1`
+    /// blocks after it (which must not wrap). Under loom the write is
+    /// recorded, and the model fails if it races with the other end.
+    #[inline]
+    pub(crate) fn write_ptr(&self, idx: u32, count: u32) -> *mut u8 {
+        #[cfg(loom)]
+        self.model.access(idx, count, self.blocks, true);
+        #[cfg(not(loom))]
+        let _ = count;
+        self.block_ptr(idx)
+    }
+
+    /// Pointer to block `idx % blocks()`, for reading it and the `count - 1`
+    /// blocks after it (which must not wrap); recorded under loom.
+    #[inline]
+    pub(crate) fn read_ptr(&self, idx: u32, count: u32) -> *const u8 {
+        #[cfg(loom)]
+        self.model.access(idx, count, self.blocks, false);
+        #[cfg(not(loom))]
+        let _ = count;
+        self.block_ptr(idx)
+    }
+
     /// The producer's word: write_idx and the consumed mark, stored together.
     /// This process always accesses it as one 64-bit atomic, never in halves.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn producer(&self) -> &AtomicU64 {
         // SAFETY: the offset lies inside the trailer of the mapping, which is
@@ -124,6 +160,7 @@ impl ShmRegion {
     }
 
     /// The consumer's free-running block index.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn read_idx(&self) -> &AtomicU32 {
         // SAFETY: as in `producer`, at a 4-aligned offset of the trailer.
@@ -133,8 +170,92 @@ impl ShmRegion {
     /// Zeroes the whole object (a reset after the peer's name changed).
     /// Only while neither side is using it: the login handshake guarantees it.
     pub(crate) fn zero(&mut self) {
+        #[cfg(loom)]
+        {
+            self.model.access(0, self.blocks, self.blocks, true);
+            self.model.producer.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.model.read_idx.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         // SAFETY: the range is exactly the mapping; `&mut self` means no
         // reference into it is alive in this process.
         unsafe { std::ptr::write_bytes(self.map.as_mut_ptr(), 0, self.map.len()) }
+    }
+}
+
+/// What loom sees of a region (`--cfg loom` builds only): the two index
+/// words are loom atomics (so loom explores every value a load may return
+/// under the memory model) and each block has a loom cell that records every
+/// access the queue makes to it, so a model fails when an access of one end
+/// is not ordered after the other end's last access to that block by the
+/// index stores and loads. The bytes themselves stay in the mapping. The
+/// model's indices start at zero whatever the mapping holds: loom builds run
+/// only the models, over anonymous regions.
+#[cfg(loom)]
+mod loom_model {
+    use loom::cell::UnsafeCell;
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
+    use memmap2::MmapRaw;
+    use std::sync::Arc;
+
+    use super::{ShmRegion, BLOCK};
+
+    pub(crate) struct Model {
+        pub(super) producer: AtomicU64,
+        pub(super) read_idx: AtomicU32,
+        blocks: Box<[UnsafeCell<()>]>,
+    }
+
+    // SAFETY: the cells hold `()` and are never dereferenced: they only
+    // record accesses for loom, which checks them itself across its threads.
+    unsafe impl Sync for Model {}
+
+    impl Model {
+        /// Records an access to `count` blocks from `idx`, which must not wrap.
+        pub(super) fn access(&self, idx: u32, count: u32, blocks: u32, write: bool) {
+            let first = (idx & (blocks - 1)) as usize;
+            assert!(first + count as usize <= blocks as usize, "an access wraps the ring");
+            for cell in &self.blocks[first..first + count as usize] {
+                if write {
+                    cell.with_mut(|_| ());
+                } else {
+                    cell.with(|_| ());
+                }
+            }
+        }
+    }
+
+    impl ShmRegion {
+        pub(super) fn from_map(map: MmapRaw, queue_size: usize) -> Self {
+            let blocks = (queue_size / BLOCK) as u32;
+            let model = Model {
+                producer: AtomicU64::new(0),
+                read_idx: AtomicU32::new(0),
+                blocks: (0..blocks).map(|_| UnsafeCell::new(())).collect(),
+            };
+            ShmRegion { map: Arc::new(map), model: Arc::new(model), blocks }
+        }
+
+        /// A zeroed region in anonymous memory, for a model.
+        #[cfg(test)]
+        pub(crate) fn anonymous(queue_size: usize) -> Self {
+            let map = memmap2::MmapMut::map_anon(queue_size + super::TRAILER).expect("anonymous mapping");
+            Self::from_map(map.into(), queue_size)
+        }
+
+        /// The same region for the other end.
+        #[cfg(test)]
+        pub(crate) fn share(&self) -> Self {
+            ShmRegion { map: self.map.clone(), model: self.model.clone(), blocks: self.blocks }
+        }
+
+        /// The producer's word, in the model.
+        pub(crate) fn producer(&self) -> &AtomicU64 {
+            &self.model.producer
+        }
+
+        /// The consumer's index, in the model.
+        pub(crate) fn read_idx(&self) -> &AtomicU32 {
+            &self.model.read_idx
+        }
     }
 }

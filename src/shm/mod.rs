@@ -6,6 +6,8 @@
 
 pub mod inspect;
 mod layout;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod queue;
 
 pub(crate) use layout::ShmRegion;

@@ -147,6 +147,12 @@ impl ShmSender {
         true
     }
 
+    /// Blocks of the allocated message (0 if none).
+    #[inline]
+    fn pending_blocks(&self) -> u32 {
+        blocks_for(self.pending_size as usize)
+    }
+
     /// The body of the allocated message.
     #[inline]
     pub(crate) fn pending_body(&mut self) -> &mut [u8] {
@@ -156,7 +162,12 @@ impl ShmSender {
         // the consumer has released them; the consumer does not read them
         // before write_idx is published, so this process has them to itself.
         // `&mut self` makes this the only live reference into them.
-        unsafe { std::slice::from_raw_parts_mut(self.region.block_ptr(self.write_idx).add(HEADER_SIZE), len) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.region.write_ptr(self.write_idx, self.pending_blocks()).add(HEADER_SIZE),
+                len,
+            )
+        }
     }
 
     /// The body of the allocated message, for reading back.
@@ -164,7 +175,12 @@ impl ShmSender {
     pub(crate) fn pending_body_ref(&self) -> &[u8] {
         let len = self.pending_size.saturating_sub(HEADER_SIZE as u16) as usize;
         // SAFETY: as in `pending_body`; `&self` excludes a mutable slice meanwhile.
-        unsafe { std::slice::from_raw_parts(self.region.block_ptr(self.write_idx).add(HEADER_SIZE), len) }
+        unsafe {
+            std::slice::from_raw_parts(
+                self.region.read_ptr(self.write_idx, self.pending_blocks()).add(HEADER_SIZE),
+                len,
+            )
+        }
     }
 
     /// Publishes the allocated message; a no-op if nothing is allocated.
@@ -232,9 +248,9 @@ impl ShmSender {
 
     #[inline]
     fn write_header(&mut self, h: MsgHeader) {
-        // SAFETY: block_ptr is 64-aligned and inside the mapping; the block is
+        // SAFETY: the block pointer is 64-aligned and inside the mapping; the block is
         // ours until write_idx is published (see `pending_body`).
-        unsafe { (self.region.block_ptr(self.write_idx) as *mut MsgHeader).write_volatile(h) }
+        unsafe { (self.region.write_ptr(self.write_idx, 1) as *mut MsgHeader).write_volatile(h) }
     }
 
     /// Messages published and not yet consumed, in blocks.
@@ -288,17 +304,17 @@ impl ShmReceiver {
         // borrow). `size` was read once, so a producer that breaks the
         // protocol can change the bytes we see but not the slice's bounds.
         let body = unsafe {
-            std::slice::from_raw_parts(self.region.block_ptr(self.read_idx).add(HEADER_SIZE), size - HEADER_SIZE)
+            std::slice::from_raw_parts(self.region.read_ptr(self.read_idx, blocks).add(HEADER_SIZE), size - HEADER_SIZE)
         };
         Ok(Some(Msg::new(header.msg_type, body)))
     }
 
     #[inline]
     fn read_header(&self, idx: u32) -> MsgHeader {
-        // SAFETY: block_ptr is 64-aligned and inside the mapping; the block
+        // SAFETY: the block pointer is 64-aligned and inside the mapping; the block
         // lies below the published write_idx (checked by `next_msg`), so the
         // producer has finished writing it. A volatile read reads it once.
-        unsafe { (self.region.block_ptr(idx) as *const MsgHeader).read_volatile() }
+        unsafe { (self.region.read_ptr(idx, 1) as *const MsgHeader).read_volatile() }
     }
 
     /// Consumes the message last returned by `front`; a no-op otherwise.
@@ -477,22 +493,22 @@ mod tests {
         // A header whose size is below the header.
         set_write_idx(&p.rx.region, 1);
         // SAFETY: test writes into its own mapping.
-        unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(3) };
+        unsafe { (p.rx.region.write_ptr(0, 1) as *mut u16).write(3) };
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
         // A size that runs past the published index.
         // SAFETY: as above.
-        unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(100) };
+        unsafe { (p.rx.region.write_ptr(0, 1) as *mut u16).write(100) };
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
         // A size that runs past the end of the ring.
         set_write_idx(&p.rx.region, 4);
         // SAFETY: as above.
-        unsafe { (p.rx.region.block_ptr(0) as *mut u16).write(250) };
+        unsafe { (p.rx.region.write_ptr(0, 1) as *mut u16).write(250) };
         p.rx.read_idx = 0;
         assert!(p.rx.front().unwrap().is_some(), "4 blocks fit exactly");
         p.rx.read_idx = 1;
         set_write_idx(&p.rx.region, 5);
         // SAFETY: as above.
-        unsafe { (p.rx.region.block_ptr(1) as *mut u16).write(250) };
+        unsafe { (p.rx.region.write_ptr(1, 1) as *mut u16).write(250) };
         assert_eq!(p.rx.front().unwrap_err(), Corrupt);
         // Opening a region whose indices are a lap apart fails.
         set_write_idx(&p.rx.region, 100);
