@@ -1,10 +1,10 @@
 //! The persistent TCP transport: a memory-mapped send queue per connection
-//! ([`queue`]) that survives crashes, and the socket engine ([`link`]) that
+//! (`queue`) that survives crashes, and the socket engine (`link`) that
 //! frames, acknowledges, resends and heartbeats over it. [`inspect`] reads
 //! (and resets) queue files of any configuration, for the operator's tool
 //! `tcpshm-ptcp`.
 
-mod format;
+pub(crate) mod format;
 pub mod inspect;
 pub(crate) mod link;
 pub(crate) mod queue;

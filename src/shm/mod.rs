@@ -5,7 +5,7 @@
 //! of any queue size, for the operator's tool `tcpshm-ptcp`.
 
 pub mod inspect;
-mod layout;
+pub(crate) mod layout;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod queue;
