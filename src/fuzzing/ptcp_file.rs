@@ -7,6 +7,7 @@ use crate::ptcp::queue::PtcpQueue;
 use crate::ptcp::{ack_in_range, seq_not_before, Durability, PTCP_MAGIC, PTCP_VERSION};
 
 use crate::ptcp::format::*;
+use crate::ptcp::inspect::QueueFile;
 
 use super::{assert_frames, push_msg, reopen_same, resend_bytes, FrameBe, FrameLe, Input, Scratch};
 
@@ -24,7 +25,11 @@ pub fn ptcp_file(data: &[u8]) {
 pub(super) fn ptcp_file_in(scratch: &Scratch, data: &[u8]) {
     let raw = scratch.file("raw.ptcp");
     std::fs::write(&raw, data).expect("write scratch ptcp file");
+    let inspected = QueueFile::parse(data);
     if let Ok(q) = PtcpQueue::<FrameLe>::open(&raw, Durability::Never) {
+        // The operator's tool reads what the library opens, and the same way.
+        let inspected = inspected.expect("the library opened a file the operator's tool refuses");
+        assert_same_numbers(&q, &inspected);
         exercise_queue(q, &raw, data.get(FILE_HEADER_SIZE..).unwrap_or_default());
     }
     let mut input = Input(data);
@@ -60,9 +65,20 @@ fn ptcp_fixed<C: Conf>(scratch: &Scratch, flags: u8, mut input: Input<'_>) {
     }
     let path = scratch.file(if C::TO_LITTLE_ENDIAN { "fixed_le.ptcp" } else { "fixed_be.ptcp" });
     std::fs::write(&path, &file).expect("write scratch ptcp file");
-    if let Ok(q) = PtcpQueue::<C>::open(&path, Durability::Never) {
+    let inspected = QueueFile::parse(&file);
+    let opened = PtcpQueue::<C>::open(&path, Durability::Never);
+    // The header is this Conf's, so the tool and the library must agree.
+    assert_eq!(opened.is_ok(), inspected.is_ok(), "library {:?}, tool {:?}", opened.as_ref().err(), inspected);
+    if let (Ok(q), Ok(inspected)) = (opened, inspected) {
+        assert_same_numbers(&q, &inspected);
         exercise_queue(q, &path, input.rest());
     }
+}
+
+/// The tool's reading of a file states the numbers the loaded queue has.
+fn assert_same_numbers<C: Conf>(q: &PtcpQueue<C>, inspected: &QueueFile) {
+    let (ack, start, end) = q.seqs();
+    assert_eq!((inspected.ack_seq, inspected.seq_start(), inspected.seq_end()), (ack, start, end));
 }
 
 /// Operations on a queue that loaded, at most 64, chosen by `ops`.
