@@ -327,19 +327,25 @@ impl<C: Conf> Connection<C> {
         }
         loop {
             let Tx::Tcp { queue, link: Some(link) } = &mut self.tx else { return };
-            let Some(msg) = link.front(rb, Some(queue)) else { return };
+            let Some(msg) = link.front(rb, Some(queue)) else { break };
             if !self.deliver(msg, &mut on_msg) {
                 // Left for the next poll, typically because its reply found
                 // our queue full: the acks that free it are still read.
                 if let Tx::Tcp { queue, link: Some(link) } = &mut self.tx {
                     link.receive_behind(rb, Some(queue));
                 }
-                return;
+                break;
             }
-            rb.pop();
+            let frame_size = rb.pop();
+            if let Tx::Tcp { link: Some(link), .. } = &mut self.tx {
+                link.consumed(frame_size);
+            }
             if !rb.has_message() {
-                return;
+                break;
             }
+        }
+        if let Tx::Tcp { queue, link: Some(link) } = &mut self.tx {
+            link.ack_if_due(queue);
         }
     }
 
@@ -421,6 +427,7 @@ impl<C: Conf> Slot<'_, C> {
             Tx::Tcp { queue, link } => {
                 queue.push(msg_type);
                 if let Some(link) = link {
+                    link.ack_carried();
                     link.send_pending(Some(queue));
                 }
             }
@@ -439,7 +446,12 @@ impl<C: Conf> Slot<'_, C> {
     pub fn push_more(self, msg_type: u16) {
         assert_ne!(msg_type, 0, "msg_type 0 is reserved for heartbeats");
         match &mut self.conn.tx {
-            Tx::Tcp { queue, .. } => queue.push(msg_type),
+            Tx::Tcp { queue, link } => {
+                queue.push(msg_type);
+                if let Some(link) = link {
+                    link.ack_carried();
+                }
+            }
             Tx::Shm(tx) => tx.push(msg_type),
             Tx::Unopened => {}
         }

@@ -8,7 +8,7 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::{poll_until, unique, ClientRec, TestConf, MS};
+use support::{poll_until, unique, ClientRec, Event, Recorder, ServerThread, TestConf, MS};
 use tcpshm::{Conf, TcpShmClient, TcpShmServer};
 
 /// A client whose queue holds three times what the server's does, but
@@ -66,4 +66,50 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
+}
+
+/// Heartbeats (and so their acks) never come within the test.
+struct SilentConf;
+
+impl Conf for SilentConf {
+    const CONNECTION_TIMEOUT: i64 = 3_600_000 * MS;
+    const HEARTBEAT_INTERVAL: i64 = 3_600_000 * MS;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+
+impl tcpshm::ServerConf for SilentConf {
+    const NEW_CONNECTION_TIMEOUT: i64 = 1_000 * MS;
+}
+
+/// A one-way stream of ten queues' worth of messages: the receiver, which
+/// sends nothing back, must still ack as it consumes, or the sender's queue
+/// stays full until a heartbeat (an hour here).
+#[test]
+fn a_one_way_stream_is_acked_without_waiting_for_heartbeats() {
+    let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ServerThread::start::<SilentConf>(&unique("owsrv"), sdir.path(), Recorder::default());
+    let mut client = TcpShmClient::<SilentConf>::new("owcli", cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    client.connect(false, server.addr.as_str(), 0, &mut h).unwrap();
+    // 16-byte frames: ten times what the queue holds.
+    let total = 10 * SilentConf::TCP_QUEUE_SIZE as u64 / 16;
+    let sent = std::cell::Cell::new(0u64);
+    poll_until(&mut client, &mut h, "room for every message", |client, _| {
+        while sent.get() < total && client.connection().send(1, &sent.get()) {
+            sent.set(sent.get() + 1);
+        }
+        sent.get() == total
+    });
+    server.wait_for("every message", |ev| ev.iter().filter(|e| matches!(e, Event::Msg(..))).count() as u64 == total);
+    let got: Vec<u64> = server
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Msg(_, _, body) => Some(u64::from_ne_bytes(body[..8].try_into().unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (0..total).collect::<Vec<_>>());
 }

@@ -35,6 +35,9 @@ pub(crate) struct Link<C: Conf> {
     /// Unsent tail of a heartbeat whose write was partial.
     hb_out: [u8; HEADER_SIZE],
     hb_sent: usize,
+    /// Bytes of the peer's frames consumed since a header of ours last
+    /// carried our current ack (see [`ack_if_due`](Self::ack_if_due)).
+    unacked: usize,
     _conf: PhantomData<fn() -> C>,
 }
 
@@ -53,6 +56,7 @@ impl<C: Conf> Link<C> {
             now,
             hb_out: [0; HEADER_SIZE],
             hb_sent: HEADER_SIZE,
+            unacked: 0,
             _conf: PhantomData,
         }
     }
@@ -92,10 +96,44 @@ impl<C: Conf> Link<C> {
             }
             None => 0,
         };
+        self.send_heartbeat(ack);
+    }
+
+    fn send_heartbeat(&mut self, ack: u32) {
         let hb = MsgHeader { size: HEADER_SIZE as u16, msg_type: MSG_TYPE_HEARTBEAT, ack_seq: ack };
         self.hb_out.copy_from_slice(hb.swap_wire::<C>().as_bytes());
         self.hb_sent = 0;
+        self.unacked = 0;
         self.send_pending(None);
+    }
+
+    /// Bytes of consumed peer frames after which [`ack_if_due`](Self::ack_if_due)
+    /// sends an ack: an eighth of a queue of our size.
+    const ACK_AFTER: usize = if C::TCP_QUEUE_SIZE / 8 > HEADER_SIZE { C::TCP_QUEUE_SIZE / 8 } else { HEADER_SIZE };
+
+    /// Counts a consumed (popped) peer frame of `frame_size` bytes toward the next ack.
+    #[inline]
+    pub(crate) fn consumed(&mut self, frame_size: usize) {
+        self.unacked += frame_size;
+    }
+
+    /// A header carrying our current ack is on its way (a push stamped it).
+    #[inline]
+    pub(crate) fn ack_carried(&mut self) {
+        self.unacked = 0;
+    }
+
+    /// Sends our ack in a heartbeat when we have consumed an eighth of a
+    /// queue's worth of the peer's frames without sending anything back.
+    /// Without it a one-way stream fills the sender's queue and stalls until
+    /// the next periodic heartbeat carries the ack (the C++ original's
+    /// behaviour). Only between frames: not while queued bytes or a
+    /// heartbeat are partly written.
+    #[inline]
+    pub(crate) fn ack_if_due(&mut self, queue: &PtcpQueue<C>) {
+        if self.unacked >= Self::ACK_AFTER && self.closed.is_none() && self.hb_sent == HEADER_SIZE && queue.all_sent() {
+            self.send_heartbeat(queue.my_ack());
+        }
     }
 
     /// Writes as much as the socket takes: first a heartbeat's unsent tail,
@@ -232,11 +270,14 @@ impl<C: Conf> RecvBuf<C> {
         self.read < self.parsed
     }
 
-    /// Consumes the message `front` returned.
-    pub(crate) fn pop(&mut self) {
-        if self.read < self.parsed {
-            self.read += self.header_at(self.read).padded_size();
+    /// Consumes the message `front` returned; its frame's size (0 if none).
+    pub(crate) fn pop(&mut self) -> usize {
+        if self.read >= self.parsed {
+            return 0;
         }
+        let size = self.header_at(self.read).padded_size();
+        self.read += size;
+        size
     }
 
     /// Skips heartbeats (and with `skip_all` everything) among the complete
