@@ -1,0 +1,213 @@
+//! The hardware floor, measured by the same binary with the same pinning:
+//! what the machine gives two threads with nothing of ours in between.
+//!
+//! - latency: a cache-line ping-pong (one atomic flag each way, busy spin) and
+//!   a loopback TCP ping-pong (TCP_NODELAY, non-blocking reads in a busy loop,
+//!   the peer echoes whatever bytes arrive);
+//! - throughput: the same framed bytes through a minimal single-producer
+//!   single-consumer ring in memory, and written in batches to a loopback
+//!   TCP socket whose reader counts them.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+
+use crate::run::{pin, Pins, RoundTrips, Stream, StreamResult};
+use crate::shape::{frame_len, Messages, Shape};
+
+/// Round trips of a flag through two cache lines: the client stores `i` in
+/// one line, the server spins until it sees it and stores `i` in the other.
+pub fn cache_line_ping_pong(rt: RoundTrips, pins: Pins) -> crate::run::Measured {
+    let ping = CachePadded::new(AtomicU64::new(0));
+    let pong = CachePadded::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(pins.server);
+            for i in 1..=rt.total() {
+                while ping.load(Acquire) != i {
+                    std::hint::spin_loop();
+                }
+                pong.store(i, Release);
+            }
+        });
+        pin(pins.client);
+        let mut i = 0;
+        rt.measure(|| {
+            i += 1;
+            ping.store(i, Release);
+            while pong.load(Acquire) != i {
+                std::hint::spin_loop();
+            }
+        })
+    })
+}
+
+/// Reads until `buf` is full, spinning on `WouldBlock`.
+fn read_full(sock: &mut TcpStream, buf: &mut [u8]) {
+    let mut got = 0;
+    while got < buf.len() {
+        match sock.read(&mut buf[got..]) {
+            Ok(0) => panic!("raw TCP peer closed"),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) => panic!("raw TCP read: {e}"),
+        }
+    }
+}
+
+/// Writes all of `buf`, spinning on `WouldBlock`.
+fn write_full(sock: &mut TcpStream, buf: &[u8]) {
+    let mut put = 0;
+    while put < buf.len() {
+        match sock.write(&buf[put..]) {
+            Ok(n) => put += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) => panic!("raw TCP write: {e}"),
+        }
+    }
+}
+
+/// A connected loopback pair, both ends non-blocking with TCP_NODELAY.
+fn loopback_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect loopback");
+    let (server, _) = listener.accept().expect("accept loopback");
+    for s in [&client, &server] {
+        s.set_nodelay(true).expect("TCP_NODELAY");
+        s.set_nonblocking(true).expect("non-blocking");
+    }
+    (client, server)
+}
+
+/// Round trips of the case's frames (header and padded body, as ours put
+/// them on the wire) over loopback TCP: the server echoes bytes as they come.
+pub fn tcp_ping_pong(rt: RoundTrips, pins: Pins, shape: Shape) -> crate::run::Measured {
+    let (mut client, mut server) = loopback_pair();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(pins.server);
+            let mut buf = vec![0u8; 64 * 1024];
+            while !done.load(Relaxed) {
+                match server.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => write_full(&mut server, &buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) => panic!("raw TCP server read: {e}"),
+                }
+            }
+        });
+        pin(pins.client);
+        let mut msgs = Messages::new(shape);
+        let mut frame = vec![0u8; frame_len(shape.max_body())];
+        let m = rt.measure(|| {
+            let len = frame_len(msgs.next_msg().1);
+            write_full(&mut client, &frame[..len]);
+            read_full(&mut client, &mut frame[..len]);
+        });
+        done.store(true, Relaxed);
+        m
+    })
+}
+
+/// One-way streaming of `count` frames through a single-producer
+/// single-consumer byte ring of `ring` bytes: the producer copies each frame
+/// in and publishes every batch with one release store; the consumer reads
+/// each frame's length from its header, as a queue consumer must.
+pub fn memory_stream(stream: Stream, pins: Pins, ring: usize) -> StreamResult {
+    assert!(ring.is_power_of_two(), "the ring's size is a power of two");
+    let buf: Vec<AtomicU64> = (0..ring / 8).map(|_| AtomicU64::new(0)).collect();
+    let words = buf.len();
+    let mask = words as u64 - 1;
+    let head = CachePadded::new(AtomicU64::new(0)); // words published
+    let tail = CachePadded::new(AtomicU64::new(0)); // words consumed
+    std::thread::scope(|s| {
+        let consumer = s.spawn(|| {
+            pin(pins.server);
+            let (mut read, mut seen, mut count) = (0u64, 0u64, 0u64);
+            while count < stream.count {
+                if read == seen {
+                    seen = head.load(Acquire);
+                    if read == seen {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                }
+                // The header word holds the frame's length in words.
+                let len = buf[(read & mask) as usize].load(Relaxed);
+                read += len;
+                count += 1;
+                tail.store(read, Release);
+            }
+            Instant::now()
+        });
+        pin(pins.client);
+        let mut msgs = Messages::new(stream.shape);
+        let (mut write, mut free_until) = (0u64, words as u64);
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < stream.count {
+            let batch = stream.batch.min(stream.count - sent);
+            for _ in 0..batch {
+                let len = (frame_len(msgs.next_msg().1) / 8) as u64;
+                while write + len > free_until {
+                    free_until = tail.load(Acquire) + words as u64;
+                }
+                buf[(write & mask) as usize].store(len, Relaxed);
+                for w in 1..len {
+                    buf[((write + w) & mask) as usize].store(w, Relaxed);
+                }
+                write += len;
+            }
+            head.store(write, Release);
+            sent += batch;
+        }
+        StreamResult { start, end: consumer.join().expect("consumer thread") }
+    })
+}
+
+/// One-way streaming of `count` frames over loopback TCP: the writer sends
+/// each batch of frames in one write, the reader counts bytes.
+pub fn tcp_stream(stream: Stream, pins: Pins) -> StreamResult {
+    let (mut client, mut server) = loopback_pair();
+    let mut msgs = Messages::new(stream.shape);
+    let lens: Vec<usize> = (0..stream.count).map(|_| frame_len(msgs.next_msg().1)).collect();
+    let total: usize = lens.iter().sum();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            pin(pins.server);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = 0;
+            while got < total {
+                match server.read(&mut buf) {
+                    Ok(0) => panic!("raw TCP writer closed"),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) => panic!("raw TCP read: {e}"),
+                }
+            }
+            Instant::now()
+        });
+        pin(pins.client);
+        let batch_bytes = frame_len(stream.shape.max_body()) * stream.batch as usize;
+        let mut out = vec![0u8; batch_bytes];
+        let start = Instant::now();
+        for chunk in lens.chunks(stream.batch as usize) {
+            let bytes: usize = chunk.iter().sum();
+            // The frames' headers: the size field, as ours write them.
+            let mut at = 0;
+            for &len in chunk {
+                out[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
+                at += len;
+            }
+            write_full(&mut client, &out[..bytes]);
+        }
+        StreamResult { start, end: reader.join().expect("reader thread") }
+    })
+}

@@ -1,0 +1,213 @@
+//! Latency and throughput of tcpshm against the hardware floor, in one run.
+//!
+//! ```text
+//! cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE]
+//!                                [--pin CLIENT,SERVER | --no-pin]
+//! ```
+//!
+//! Latency: ping-pong round trips between a client and a server thread,
+//! pinned to two CPUs, over shared memory and over loopback TCP, with the C++
+//! echo pair's message mix (1 to 4 i32 of a random type) and with fixed 64 B
+//! and 1 KiB bodies; one clock read per round trip into an HDR histogram.
+//! Each is printed beside its floor, measured by this binary with the same
+//! pinning: a cache-line ping-pong for shm, a raw loopback TCP ping-pong of
+//! the same frames for TCP (floor.rs).
+//!
+//! Throughput: one-way streaming of 16 B and 256 B messages (`push_more` for
+//! a batch, then `push`), messages/s and MB/s of bodies, beside a raw
+//! in-memory ring and raw TCP writes of the same frames.
+//!
+//! Heap allocations are counted by the global allocator (alloc.rs) and
+//! printed per message: the steady state must make none.
+//!
+//! `--quick` (or `TCPSHM_BENCH_QUICK=1`) runs small counts, so CI keeps the
+//! bench working; its figures mean little.
+
+mod alloc;
+mod floor;
+mod ours;
+mod report;
+mod run;
+mod shape;
+mod svg;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use report::{Latency, Summary, Throughput};
+use run::{Pins, RoundTrips, Stream, StreamResult};
+use shape::Shape;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// What the command line asked for.
+struct Options {
+    quick: bool,
+    json: Option<PathBuf>,
+    hgrm: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    pins: Pins,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("latency: {msg}");
+    eprintln!("usage: cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE] [--pin C,S | --no-pin]");
+    std::process::exit(2)
+}
+
+impl Options {
+    fn parse() -> Options {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut o = Options {
+            quick: std::env::var_os("TCPSHM_BENCH_QUICK").is_some_and(|v| v != "0"),
+            json: None,
+            hgrm: None,
+            svg: None,
+            pins: if cpus >= 2 {
+                Pins { client: Some(0), server: Some(1) }
+            } else {
+                Pins { client: None, server: None }
+            },
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut path =
+                |flag: &str| PathBuf::from(args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value"))));
+            match a.as_str() {
+                "--quick" => o.quick = true,
+                "--json" => o.json = Some(path("--json")),
+                "--hgrm" => o.hgrm = Some(path("--hgrm")),
+                "--svg" => o.svg = Some(path("--svg")),
+                "--no-pin" => o.pins = Pins { client: None, server: None },
+                "--pin" => {
+                    let v = args.next().unwrap_or_else(|| usage("--pin needs CLIENT,SERVER"));
+                    let cpu = |s: Option<&str>| {
+                        s.and_then(|s| s.parse().ok()).unwrap_or_else(|| usage("--pin CLIENT,SERVER"))
+                    };
+                    let mut it = v.split(',');
+                    o.pins = Pins { client: Some(cpu(it.next())), server: Some(cpu(it.next())) };
+                }
+                // cargo bench passes --bench to every bench target.
+                "--bench" => {}
+                other => usage(&format!("unknown argument {other}")),
+            }
+        }
+        o
+    }
+}
+
+/// The CPU model and count, for the report.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cpus} CPUs")
+}
+
+const SHAPES: [Shape; 3] = [Shape::EchoMix, Shape::Fixed(64), Shape::Fixed(1024)];
+
+fn latency_cases(o: &Options) -> Vec<Latency> {
+    let scale = if o.quick { 100 } else { 1 };
+    let shm = RoundTrips { warmup: 100_000 / scale, count: 1_000_000 / scale };
+    let tcp = RoundTrips { warmup: 20_000 / scale, count: 200_000 / scale };
+    let row = |case: &str, mode: &str, size: String, m: run::Measured, floor: Option<&Latency>| {
+        eprintln!("  {case} {mode} {size}: p50 {} ns", m.hist.value_at_quantile(0.5));
+        Latency {
+            case: case.into(),
+            mode: mode.into(),
+            size,
+            summary: Summary::of(&m.hist),
+            allocs_per_msg: m.allocs as f64 / m.hist.len().max(1) as f64,
+            hist: m.hist,
+            floor: floor.map(|f| (format!("{} {} {}", f.case, f.mode, f.size), f.summary)),
+        }
+    };
+    // Each floor runs just before the case it is the floor of: on a shared
+    // (virtual) machine where the two CPUs sit relative to each other can
+    // change during a run, and adjacent measurements share the placement.
+    let mut rows = vec![];
+    for shape in SHAPES {
+        let floor = row("floor", "cache-line", shape.name(), floor::cache_line_ping_pong(shm, o.pins), None);
+        let m = ours::ping_pong(shm, o.pins, shape, true);
+        let ours = row("tcpshm", "shm", shape.name(), m, Some(&floor));
+        rows.push(floor);
+        rows.push(ours);
+    }
+    for shape in SHAPES {
+        let raw = row("floor", "tcp", shape.name(), floor::tcp_ping_pong(tcp, o.pins, shape), None);
+        let m = ours::ping_pong(tcp, o.pins, shape, false);
+        let ours = row("tcpshm", "tcp", shape.name(), m, Some(&raw));
+        rows.push(raw);
+        rows.push(ours);
+    }
+    rows
+}
+
+fn throughput_cases(o: &Options) -> Vec<Throughput> {
+    let scale = if o.quick { 100 } else { 1 };
+    let mut rows: Vec<Throughput> = vec![];
+    let row =
+        |case: &str, mode: &str, stream: Stream, r: StreamResult, allocs: Option<u64>, floor: Option<&Throughput>| {
+            let secs = (r.end - r.start).as_secs_f64().max(1e-9);
+            let msgs_per_s = stream.count as f64 / secs;
+            eprintln!("  {case} {mode} {}: {msgs_per_s:.0} msgs/s", stream.shape.name());
+            Throughput {
+                case: case.into(),
+                mode: mode.into(),
+                size: stream.shape.name(),
+                count: stream.count,
+                msgs_per_s,
+                mb_per_s: msgs_per_s * stream.shape.max_body() as f64 / 1e6,
+                floor: floor.map(|f| (format!("{} {} {}", f.case, f.mode, f.size), f.msgs_per_s)),
+                allocs_per_msg: allocs.map(|a| a as f64 / stream.count as f64),
+            }
+        };
+    for (shape, count) in [(Shape::Fixed(16), 4_000_000), (Shape::Fixed(256), 1_000_000)] {
+        let stream = Stream { shape, count: count / scale, batch: 32 };
+        let raw = row("floor", "memory", stream, floor::memory_stream(stream, o.pins, 1 << 20), None, None);
+        let (r, allocs) = ours::stream(stream, o.pins, true);
+        let ours = row("tcpshm", "shm", stream, r, Some(allocs), Some(&raw));
+        rows.extend([raw, ours]);
+        let raw = row("floor", "tcp", stream, floor::tcp_stream(stream, o.pins), None, None);
+        let (r, allocs) = ours::stream(stream, o.pins, false);
+        let ours = row("tcpshm", "tcp", stream, r, Some(allocs), Some(&raw));
+        rows.extend([raw, ours]);
+    }
+    rows
+}
+
+fn main() {
+    let o = Options::parse();
+    let machine = machine();
+    let pins = match (o.pins.client, o.pins.server) {
+        (Some(c), Some(s)) => format!("client on CPU {c}, server on CPU {s}"),
+        _ => "not pinned".into(),
+    };
+    println!("tcpshm latency bench{}: {machine}; {pins}", if o.quick { " (quick)" } else { "" });
+    let started = Instant::now();
+    eprintln!("latency:");
+    let lat = latency_cases(&o);
+    eprintln!("throughput:");
+    let thr = throughput_cases(&o);
+    println!("\n{}", report::latency_table(&lat));
+    println!("{}", report::throughput_table(&thr));
+    println!("(ns unless marked; ratios are ours / the floor; MB/s counts message bodies; alloc/m = heap allocations per message; {:.0} s)", started.elapsed().as_secs_f64());
+    if let Some(path) = &o.json {
+        let v = report::json(&lat, &thr, &machine);
+        std::fs::write(path, serde_json::to_string_pretty(&v).expect("json")).expect("write --json file");
+    }
+    if let Some(dir) = &o.hgrm {
+        report::write_hgrm(dir, &lat).expect("write --hgrm files");
+    }
+    if let Some(path) = &o.svg {
+        let pick =
+            |mode: &str| lat.iter().filter(|r| r.mode == mode || (mode == "shm" && r.mode == "cache-line")).collect();
+        let panels = [("shared memory round trip", pick("shm")), ("TCP loopback round trip", pick("tcp"))];
+        let caption = format!("{machine}; {pins}; dashed: the floor");
+        std::fs::write(path, svg::plot(&panels, &caption)).expect("write --svg file");
+    }
+}
