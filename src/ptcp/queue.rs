@@ -197,21 +197,20 @@ impl<C: Conf> PtcpQueue<C> {
     }
 
     fn hdr(&self) -> &FileHeader {
-        // SAFETY: the mapping is page-aligned and at least FILE_HEADER_SIZE
-        // bytes (its length was checked in `open`), lives as long as `self`,
-        // and FileHeader is repr(C) of plain bytes and atomics, valid for any
-        // bit pattern. The header bytes are never reached through the block
-        // slices below, which start after it; fields that change are atomics.
+        // The header bytes are never reached through the block slices below,
+        // which start after it, and the fields that change are atomics.
+        // SAFETY: the mapping is page-aligned, >= FILE_HEADER_SIZE bytes (checked in
+        // `open`), outlives `&self`; FileHeader (repr(C) bytes/atomics) is valid for any bits.
         unsafe { &*(self.map.as_ptr() as *const FileHeader) }
     }
 
     /// Blocks `[pos, pos + len)` (in bytes) of the ring; None if out of range.
     fn bytes(&self, off: usize, len: usize) -> Option<&[u8]> {
         (off.checked_add(len)? <= C::TCP_QUEUE_SIZE).then(|| {
-            // SAFETY: the range lies inside the blocks (checked above), which
-            // lie inside the mapping after the header; `&self` keeps the
-            // mapping alive and `bytes_mut` (needing `&mut self`) from
-            // producing an overlapping mutable slice meanwhile.
+            // `&self` keeps `bytes_mut` (which needs `&mut self`) from making
+            // an overlapping mutable slice meanwhile.
+            // SAFETY: the range lies inside the blocks (checked above), inside
+            // the mapping after the header, which `&self` keeps alive.
             unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(FILE_HEADER_SIZE + off), len) }
         })
     }

@@ -150,12 +150,11 @@ impl ShmRegion {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn producer(&self) -> &AtomicU64 {
-        // SAFETY: the offset lies inside the trailer of the mapping, which is
-        // page-aligned, so `blocks*64 + WRITE_IDX_OFF` is 8-aligned; the
-        // mapping lives as long as `self`; every process touches this word
-        // only atomically (a C++ peer through aligned 32-bit accesses of its
-        // halves, atomic on the hardware it runs on; across processes the
-        // language's rule against mixed-size atomics does not reach).
+        // Every process touches this word only atomically (a C++ peer through
+        // aligned 32-bit accesses of its halves, atomic on its hardware; the
+        // language's rule against mixed-size atomics does not reach across processes).
+        // SAFETY: the offset lies in the trailer of the page-aligned mapping, so
+        // it is 8-aligned and in bounds; the mapping lives as long as `self`.
         unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + WRITE_IDX_OFF) as *const AtomicU64) }
     }
 

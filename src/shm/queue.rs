@@ -157,11 +157,10 @@ impl ShmSender {
     #[inline]
     pub(crate) fn pending_body(&mut self) -> &mut [u8] {
         let len = self.pending_size.saturating_sub(HEADER_SIZE as u16) as usize;
-        // SAFETY: `alloc` checked that the blocks from write_idx hold
-        // `pending_size` bytes without wrapping, inside the mapping, and that
-        // the consumer has released them; the consumer does not read them
-        // before write_idx is published, so this process has them to itself.
-        // `&mut self` makes this the only live reference into them.
+        // The consumer does not read these blocks before write_idx is
+        // published, and `&mut self` makes this the only reference into them.
+        // SAFETY: `alloc` checked that the blocks from write_idx hold `pending_size`
+        // bytes without wrapping, inside the mapping, released by the consumer.
         unsafe {
             std::slice::from_raw_parts_mut(
                 self.region.write_ptr(self.write_idx, self.pending_blocks()).add(HEADER_SIZE),
@@ -297,12 +296,11 @@ impl ShmReceiver {
         let Some((header, blocks)) = next? else { return Ok(None) };
         let size = header.size as usize;
         self.front_blocks = blocks;
-        // SAFETY: the message's blocks were validated by `next_msg` to lie between
-        // read_idx and the published write_idx, inside the mapping, without
-        // wrapping; the producer does not touch them until we publish a
-        // read_idx past them (`pop`, which needs `&mut self`, ending this
-        // borrow). `size` was read once, so a producer that breaks the
-        // protocol can change the bytes we see but not the slice's bounds.
+        // The producer does not touch the blocks until `pop` (`&mut self`, so
+        // after this borrow) publishes a read_idx past them. `size` was read
+        // once: a producer breaking the protocol can change bytes, not bounds.
+        // SAFETY: `next_msg` validated that the blocks lie between read_idx and
+        // the published write_idx, inside the mapping, without wrapping.
         let body = unsafe {
             std::slice::from_raw_parts(self.region.read_ptr(self.read_idx, blocks).add(HEADER_SIZE), size - HEADER_SIZE)
         };
