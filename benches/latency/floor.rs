@@ -3,7 +3,7 @@
 //!
 //! - latency: a cache-line ping-pong (one atomic flag each way, busy spin) and
 //!   a loopback TCP ping-pong (TCP_NODELAY, non-blocking reads in a busy loop,
-//!   the peer echoes whatever bytes arrive);
+//!   the peer reads each frame whole and writes it back);
 //! - throughput: the same framed bytes through a minimal single-producer
 //!   single-consumer ring in memory, and written in batches to a loopback
 //!   TCP socket whose reader counts them.
@@ -11,41 +11,64 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64,
+    AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::run::{pin, Pins, RoundTrips, Stream, StreamResult};
+use crate::run::{pin, PingClient, PingServer, Pins, Stream, StreamResult};
 use crate::shape::{frame_len, Messages, Shape};
 
-/// Round trips of a flag through two cache lines: the client stores `i` in
-/// one line, the server spins until it sees it and stores `i` in the other.
-pub fn cache_line_ping_pong(rt: RoundTrips, pins: Pins) -> crate::run::Measured {
-    let ping = CachePadded::new(AtomicU64::new(0));
-    let pong = CachePadded::new(AtomicU64::new(0));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            pin(pins.server);
-            for i in 1..=rt.total() {
-                while ping.load(Acquire) != i {
-                    std::hint::spin_loop();
-                }
-                pong.store(i, Release);
-            }
-        });
-        pin(pins.client);
-        let mut i = 0;
-        rt.measure(|| {
-            i += 1;
-            ping.store(i, Release);
-            while pong.load(Acquire) != i {
+/// The two flags of a cache-line ping-pong, each on its own cache line.
+#[derive(Default)]
+pub struct CacheLines {
+    ping: CachePadded<AtomicU64>,
+    pong: CachePadded<AtomicU64>,
+}
+
+impl CacheLines {
+    /// The client stores `i` in one line, the server spins until it sees it
+    /// and stores `i` in the other: the fastest round trip two threads have.
+    pub fn ends(&self) -> (CacheLineClient<'_>, CacheLineServer<'_>) {
+        (CacheLineClient { lines: self, i: 0 }, CacheLineServer { lines: self, i: 0 })
+    }
+}
+
+/// The client end of the cache-line ping-pong.
+pub struct CacheLineClient<'a> {
+    lines: &'a CacheLines,
+    i: u64,
+}
+
+impl PingClient for CacheLineClient<'_> {
+    #[inline]
+    fn round_trip(&mut self) {
+        self.i += 1;
+        self.lines.ping.store(self.i, Release);
+        while self.lines.pong.load(Acquire) != self.i {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The server end of the cache-line ping-pong.
+pub struct CacheLineServer<'a> {
+    lines: &'a CacheLines,
+    i: u64,
+}
+
+impl PingServer for CacheLineServer<'_> {
+    fn serve(&mut self, count: u64) {
+        for _ in 0..count {
+            self.i += 1;
+            while self.lines.ping.load(Acquire) != self.i {
                 std::hint::spin_loop();
             }
-        })
-    })
+            self.lines.pong.store(self.i, Release);
+        }
+    }
 }
 
 /// Reads until `buf` is full, spinning on `WouldBlock`.
@@ -85,35 +108,48 @@ fn loopback_pair() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
-/// Round trips of the case's frames (header and padded body, as ours put
-/// them on the wire) over loopback TCP: the server echoes bytes as they come.
-pub fn tcp_ping_pong(rt: RoundTrips, pins: Pins, shape: Shape) -> crate::run::Measured {
-    let (mut client, mut server) = loopback_pair();
-    let done = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            pin(pins.server);
-            let mut buf = vec![0u8; 64 * 1024];
-            while !done.load(Relaxed) {
-                match server.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => write_full(&mut server, &buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
-                    Err(e) => panic!("raw TCP server read: {e}"),
-                }
-            }
-        });
-        pin(pins.client);
-        let mut msgs = Messages::new(shape);
-        let mut frame = vec![0u8; frame_len(shape.max_body())];
-        let m = rt.measure(|| {
-            let len = frame_len(msgs.next_msg().1);
-            write_full(&mut client, &frame[..len]);
-            read_full(&mut client, &mut frame[..len]);
-        });
-        done.store(true, Relaxed);
-        m
-    })
+/// The client end of a raw loopback TCP ping-pong of the case's frames
+/// (header and padded body, as ours put them on the wire).
+pub struct TcpClient {
+    sock: TcpStream,
+    msgs: Messages,
+    frame: Vec<u8>,
+}
+
+/// The server end: reads each frame whole and writes it back.
+pub struct TcpServer {
+    sock: TcpStream,
+    msgs: Messages,
+    frame: Vec<u8>,
+}
+
+/// Both ends of a raw loopback TCP ping-pong of `shape`'s frames.
+pub fn tcp_ends(shape: Shape) -> (TcpClient, TcpServer) {
+    let (client, server) = loopback_pair();
+    let frame = vec![0u8; frame_len(shape.max_body())];
+    (
+        TcpClient { sock: client, msgs: Messages::new(shape), frame: frame.clone() },
+        TcpServer { sock: server, msgs: Messages::new(shape), frame },
+    )
+}
+
+impl PingClient for TcpClient {
+    #[inline]
+    fn round_trip(&mut self) {
+        let len = frame_len(self.msgs.next_msg().1);
+        write_full(&mut self.sock, &self.frame[..len]);
+        read_full(&mut self.sock, &mut self.frame[..len]);
+    }
+}
+
+impl PingServer for TcpServer {
+    fn serve(&mut self, count: u64) {
+        for _ in 0..count {
+            let len = frame_len(self.msgs.next_msg().1);
+            read_full(&mut self.sock, &mut self.frame[..len]);
+            write_full(&mut self.sock, &self.frame[..len]);
+        }
+    }
 }
 
 /// One-way streaming of `count` frames through a single-producer

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE]
-//!                                [--pin CLIENT,SERVER | --no-pin]
+//!                                [--pin CLIENT,SERVER | --no-pin] [--only GROUP,..]
 //! ```
 //!
 //! Latency: ping-pong round trips between a client and a server thread,
@@ -48,11 +48,16 @@ struct Options {
     hgrm: Option<PathBuf>,
     svg: Option<PathBuf>,
     pins: Pins,
+    /// The case groups to run (`--only`): shm, tcp (round trips), stream.
+    groups: Vec<String>,
 }
+
+/// Every case group, in the order they run.
+const GROUPS: [&str; 3] = ["shm", "tcp", "stream"];
 
 fn usage(msg: &str) -> ! {
     eprintln!("latency: {msg}");
-    eprintln!("usage: cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE] [--pin C,S | --no-pin]");
+    eprintln!("usage: cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE] [--pin C,S | --no-pin] [--only shm,tcp,stream]");
     std::process::exit(2)
 }
 
@@ -69,6 +74,7 @@ impl Options {
             } else {
                 Pins { client: None, server: None }
             },
+            groups: GROUPS.map(String::from).to_vec(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -88,12 +94,24 @@ impl Options {
                     let mut it = v.split(',');
                     o.pins = Pins { client: Some(cpu(it.next())), server: Some(cpu(it.next())) };
                 }
+                "--only" => {
+                    let v = args.next().unwrap_or_else(|| usage("--only needs GROUP,.."));
+                    o.groups = v.split(',').map(String::from).collect();
+                    if let Some(g) = o.groups.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+                        usage(&format!("unknown group {g} (groups: {})", GROUPS.join(",")));
+                    }
+                }
                 // cargo bench passes --bench to every bench target.
                 "--bench" => {}
                 other => usage(&format!("unknown argument {other}")),
             }
         }
         o
+    }
+
+    /// Whether the case group `group` runs.
+    fn runs(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
     }
 }
 
@@ -112,8 +130,8 @@ const SHAPES: [Shape; 3] = [Shape::EchoMix, Shape::Fixed(64), Shape::Fixed(1024)
 
 fn latency_cases(o: &Options) -> Vec<Latency> {
     let scale = if o.quick { 100 } else { 1 };
-    let shm = RoundTrips { warmup: 100_000 / scale, count: 1_000_000 / scale };
-    let tcp = RoundTrips { warmup: 20_000 / scale, count: 200_000 / scale };
+    let shm = RoundTrips { warmup: 100_000 / scale, count: 1_000_000 / scale, segment: 10_000 / scale };
+    let tcp = RoundTrips { warmup: 20_000 / scale, count: 200_000 / scale, segment: 2_000 / scale };
     let row = |case: &str, mode: &str, size: String, m: run::Measured, floor: Option<&Latency>| {
         eprintln!("  {case} {mode} {size}: p50 {} ns", m.hist.value_at_quantile(0.5));
         Latency {
@@ -126,23 +144,25 @@ fn latency_cases(o: &Options) -> Vec<Latency> {
             floor: floor.map(|f| (format!("{} {} {}", f.case, f.mode, f.size), f.summary)),
         }
     };
-    // Each floor runs just before the case it is the floor of: on a shared
-    // (virtual) machine where the two CPUs sit relative to each other can
-    // change during a run, and adjacent measurements share the placement.
     let mut rows = vec![];
-    for shape in SHAPES {
-        let floor = row("floor", "cache-line", shape.name(), floor::cache_line_ping_pong(shm, o.pins), None);
-        let m = ours::ping_pong(shm, o.pins, shape, true);
-        let ours = row("tcpshm", "shm", shape.name(), m, Some(&floor));
+    let mut pair = |mode: &str, floor_mode: &str, shape: Shape, (ours, floor): (run::Measured, run::Measured)| {
+        let floor = row("floor", floor_mode, shape.name(), floor, None);
+        let ours = row("tcpshm", mode, shape.name(), ours, Some(&floor));
         rows.push(floor);
         rows.push(ours);
+    };
+    let shapes = |group: &str| if o.runs(group) { &SHAPES[..] } else { &[] };
+    // Each case alternates with its floor on the same two threads.
+    for &shape in shapes("shm") {
+        let (ours, server) = ours::Ours::echo(true);
+        let lines = floor::CacheLines::default();
+        let (line_client, line_server) = lines.ends();
+        pair("shm", "cache-line", shape, shm.interleave(o.pins, (server, line_server), || (ours.ping_client(shape), line_client)));
     }
-    for shape in SHAPES {
-        let raw = row("floor", "tcp", shape.name(), floor::tcp_ping_pong(tcp, o.pins, shape), None);
-        let m = ours::ping_pong(tcp, o.pins, shape, false);
-        let ours = row("tcpshm", "tcp", shape.name(), m, Some(&raw));
-        rows.push(raw);
-        rows.push(ours);
+    for &shape in shapes("tcp") {
+        let (ours, server) = ours::Ours::echo(false);
+        let (raw_client, raw_server) = floor::tcp_ends(shape);
+        pair("tcp", "tcp", shape, tcp.interleave(o.pins, (server, raw_server), || (ours.ping_client(shape), raw_client)));
     }
     rows
 }
@@ -166,6 +186,9 @@ fn throughput_cases(o: &Options) -> Vec<Throughput> {
                 allocs_per_msg: allocs.map(|a| a as f64 / stream.count as f64),
             }
         };
+    if !o.runs("stream") {
+        return rows;
+    }
     for (shape, count) in [(Shape::Fixed(16), 4_000_000), (Shape::Fixed(256), 1_000_000)] {
         let stream = Stream { shape, count: count / scale, batch: 32 };
         let raw = row("floor", "memory", stream, floor::memory_stream(stream, o.pins, 1 << 20), None, None);

@@ -1,14 +1,14 @@
 //! tcpshm itself: a client and a server in two pinned threads of this
 //! process, over shared memory or loopback TCP, through the public API only.
 
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use tcpshm::{ClientHandler, Conf, Connection, Msg, ServerConf, ServerHandler, TcpShmClient, TcpShmServer};
 
-use crate::run::{pin, Measured, Pins, RoundTrips, Stream, StreamResult};
+use crate::run::{pin, PingClient, PingServer, Pins, Stream, StreamResult};
 use crate::shape::{Messages, Shape};
 
 const SECOND: i64 = 1_000_000_000;
@@ -55,6 +55,7 @@ impl ServerHandler<BenchConf> for Server {
     fn on_client_msg(&mut self, conn: &mut Connection<BenchConf>, msg: Msg<'_>) {
         if self.echo {
             let Some(mut slot) = conn.alloc(msg.body().len()) else { return };
+            self.received += 1;
             slot.copy_from_slice(msg.body());
             slot.pop_received();
             slot.push(msg.msg_type());
@@ -73,26 +74,105 @@ impl ServerHandler<BenchConf> for Server {
 /// thread does it on a timer, not on every turn of the loop.
 const CTL_INTERVAL_NS: i64 = 1_000_000;
 
-/// Serves on this thread until `stop`: the group of the mode busy-polled,
-/// the clock read every `POLLS_PER_TICK` polls, the control part polled
-/// every `CTL_INTERVAL_NS`.
-fn serve(server: &mut TcpShmServer<BenchConf>, use_shm: bool, h: &mut Server, stop: &AtomicBool) {
-    let mut last_ctl = now_ns() - CTL_INTERVAL_NS;
-    while !stop.load(Relaxed) {
+/// A tcpshm server on loopback with its ptcp directory, for one case; the
+/// shm objects go when it does.
+pub struct Ours {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    server_name: String,
+    client_name: String,
+    use_shm: bool,
+}
+
+/// The serving end, busy-polling the group of the mode on its thread.
+pub struct OursServer {
+    server: TcpShmServer<BenchConf>,
+    handler: Server,
+    use_shm: bool,
+    last_ctl: i64,
+}
+
+impl Ours {
+    /// Starts a server in shm or TCP mode, and the handle its client needs.
+    fn start(use_shm: bool, handler: Server) -> (Ours, OursServer) {
+        let dir = tempfile::tempdir().expect("ptcp dir");
+        let tag = std::process::id() % 100_000;
+        let (server_name, client_name) = (format!("bsrv{tag}"), format!("bcli{tag}"));
+        let mut server = TcpShmServer::<BenchConf>::new(&server_name, dir.path()).expect("server");
+        server.start("127.0.0.1:0").expect("server start");
+        let addr = server.local_addr().expect("server address");
+        let served = OursServer { server, handler, use_shm, last_ctl: now_ns() - CTL_INTERVAL_NS };
+        (Ours { dir, addr, server_name, client_name, use_shm }, served)
+    }
+
+    /// An echo server, for a ping-pong.
+    pub fn echo(use_shm: bool) -> (Ours, OursServer) {
+        Ours::start(use_shm, Server { echo: true, received: 0, target: u64::MAX, end: None })
+    }
+
+    /// Connects the client; the server must be serving (its `setup`).
+    fn connect(&self) -> (TcpShmClient<BenchConf>, Client) {
+        let mut client = TcpShmClient::<BenchConf>::new(&self.client_name, self.dir.path()).expect("client");
+        let mut h = Client { echoed: false };
+        client.connect(self.use_shm, self.addr, 0, &mut h).expect("connect");
+        (client, h)
+    }
+
+    /// The client end of a ping-pong of `shape`'s messages.
+    pub fn ping_client(&self, shape: Shape) -> OursClient {
+        let (client, h) = self.connect();
+        let payload = vec![0x5au8; shape.max_body()];
+        OursClient { client, h, msgs: Messages::new(shape), payload, use_shm: self.use_shm, now: now_ns() }
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        for (a, b) in [(&self.client_name, &self.server_name), (&self.server_name, &self.client_name)] {
+            let _ = std::fs::remove_file(tcpshm::shm::shm_path(a, b));
+        }
+    }
+}
+
+impl OursServer {
+    /// One turn of the loop: the control part if it is due, then
+    /// `POLLS_PER_TICK` polls of the group.
+    #[inline]
+    fn tick(&mut self) {
         let now = now_ns();
-        if now - last_ctl >= CTL_INTERVAL_NS {
-            server.poll_ctl(now, h);
-            last_ctl = now;
+        if now - self.last_ctl >= CTL_INTERVAL_NS {
+            self.server.poll_ctl(now, &mut self.handler);
+            self.last_ctl = now;
         }
         for _ in 0..POLLS_PER_TICK {
-            if use_shm {
-                server.poll_shm(0, h);
+            if self.use_shm {
+                self.server.poll_shm(0, &mut self.handler);
             } else {
-                server.poll_tcp(now, 0, h);
+                self.server.poll_tcp(now, 0, &mut self.handler);
             }
         }
-        if h.end.is_some() {
-            stop.store(true, Relaxed);
+    }
+
+    /// Serves until `stop`.
+    fn serve_until(&mut self, stop: &AtomicBool) {
+        while !stop.load(Relaxed) {
+            self.tick();
+            if self.handler.end.is_some() {
+                stop.store(true, Relaxed);
+            }
+        }
+    }
+}
+
+impl PingServer for OursServer {
+    fn setup(&mut self, ready: &AtomicBool) {
+        self.serve_until(ready);
+    }
+
+    fn serve(&mut self, count: u64) {
+        let target = self.handler.received + count;
+        while self.handler.received < target {
+            self.tick();
         }
     }
 }
@@ -110,85 +190,58 @@ impl ClientHandler<BenchConf> for Client {
     }
 }
 
-/// Starts a server in `dir` serving on another thread with `server_h`,
-/// connects a client on this thread and runs `client_side` with the stop
-/// flag: ping-pong sets it when done, streaming waits for the server to set
-/// it when the last message arrived. Returns what `client_side` returned
-/// and when the server's last message arrived (streaming).
-fn pair<R>(
-    dir: &Path,
+/// The client end of a tcpshm ping-pong: its clock for heartbeats is read,
+/// and in shm mode its TCP link polled, between segments.
+pub struct OursClient {
+    client: TcpShmClient<BenchConf>,
+    h: Client,
+    msgs: Messages,
+    payload: Vec<u8>,
     use_shm: bool,
-    pins: Pins,
-    mut server_h: Server,
-    client_side: impl FnOnce(&mut TcpShmClient<BenchConf>, &mut Client, &AtomicBool) -> R,
-) -> (R, Option<Instant>) {
-    let tag = std::process::id() % 100_000;
-    let (server_name, client_name) = (format!("bsrv{tag}"), format!("bcli{tag}"));
-    let mut server = TcpShmServer::<BenchConf>::new(&server_name, dir).expect("server");
-    server.start("127.0.0.1:0").expect("server start");
-    let addr = server.local_addr().expect("server address");
-    let stop = AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
-        let served = s.spawn(|| {
-            pin(pins.server);
-            serve(&mut server, use_shm, &mut server_h, &stop);
-            server_h.end
-        });
-        pin(pins.client);
-        let mut client = TcpShmClient::<BenchConf>::new(&client_name, dir).expect("client");
-        let mut h = Client { echoed: false };
-        client.connect(use_shm, addr, 0, &mut h).expect("connect");
-        let r = client_side(&mut client, &mut h, &stop);
-        stop.store(true, Relaxed);
-        let end = served.join().expect("server thread");
-        client.stop();
-        (r, end)
-    });
-    for (a, b) in [(&client_name, &server_name), (&server_name, &client_name)] {
-        let _ = std::fs::remove_file(tcpshm::shm::shm_path(a, b));
-    }
-    result
+    now: i64,
 }
 
-/// Round trips of the case's messages through tcpshm. The client's clock
-/// for heartbeats is read, and its TCP link polled in shm mode, every 1024
-/// round trips, outside the measured time.
-pub fn ping_pong(rt: RoundTrips, pins: Pins, shape: Shape, use_shm: bool) -> Measured {
-    let dir = tempfile::tempdir().expect("ptcp dir");
-    let echo = Server { echo: true, received: 0, target: u64::MAX, end: None };
-    let payload = vec![0x5au8; shape.max_body()];
-    let (m, _) = pair(dir.path(), use_shm, pins, echo, |client, h, _stop| {
-        let mut msgs = Messages::new(shape);
-        let mut state = (client, h, now_ns());
-        let round_trip = |(client, h, now): &mut (&mut TcpShmClient<BenchConf>, &mut Client, i64)| {
-            let (msg_type, len) = msgs.next_msg();
-            let mut slot = client.connection().alloc(len).expect("a ping-pong never fills the queue");
-            slot.copy_from_slice(&payload[..len]);
-            slot.push(msg_type);
-            while !h.echoed {
-                if use_shm {
-                    client.poll_shm(*h);
-                } else {
-                    client.poll_tcp(*now, *h);
-                }
+impl PingClient for OursClient {
+    #[inline]
+    fn round_trip(&mut self) {
+        let (msg_type, len) = self.msgs.next_msg();
+        let mut slot = self.client.connection().alloc(len).expect("a ping-pong never fills the queue");
+        slot.copy_from_slice(&self.payload[..len]);
+        slot.push(msg_type);
+        while !self.h.echoed {
+            if self.use_shm {
+                self.client.poll_shm(&mut self.h);
+            } else {
+                self.client.poll_tcp(self.now, &mut self.h);
             }
-            h.echoed = false;
-        };
-        rt.measure_with(&mut state, round_trip, 1024, |(client, h, now)| {
-            *now = now_ns();
-            client.poll_tcp(*now, *h);
-        })
-    });
-    m
+        }
+        self.h.echoed = false;
+    }
+
+    fn maintain(&mut self) {
+        self.now = now_ns();
+        self.client.poll_tcp(self.now, &mut self.h);
+    }
 }
 
 /// One-way streaming of the case's messages through tcpshm: `push_more`
 /// for all but the last of each batch, then `push`.
 pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (StreamResult, u64) {
-    let dir = tempfile::tempdir().expect("ptcp dir");
     let sink = Server { echo: false, received: 0, target: stream.count, end: None };
+    let (ours, mut server) = Ours::start(use_shm, sink);
+    let stop = &AtomicBool::new(false);
+    let ready = &AtomicBool::new(false);
     let payload = vec![0x5au8; stream.shape.max_body()];
-    let ((start, allocs), end) = pair(dir.path(), use_shm, pins, sink, |client, h, stop| {
+    std::thread::scope(|s| {
+        let served = s.spawn(move || {
+            pin(pins.server);
+            server.setup(ready);
+            server.serve_until(stop);
+            server.handler.end
+        });
+        pin(pins.client);
+        let (mut client, mut h) = ours.connect();
+        ready.store(true, Relaxed);
         let mut msgs = Messages::new(stream.shape);
         let allocs = crate::alloc::count();
         let start = Instant::now();
@@ -218,7 +271,7 @@ pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (StreamResult, u64) 
                         now = now_ns();
                     }
                     if !use_shm || tick {
-                        client.poll_tcp(now, h);
+                        client.poll_tcp(now, &mut h);
                     } else {
                         std::hint::spin_loop();
                     }
@@ -230,10 +283,9 @@ pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (StreamResult, u64) 
         let allocs = crate::alloc::count() - allocs;
         // What TCP could not send yet goes out as the server acks.
         while !stop.load(Relaxed) {
-            client.poll_tcp(now, h);
+            client.poll_tcp(now, &mut h);
         }
-        (start, allocs)
-    });
-    let end = end.expect("the server received every message");
-    (StreamResult { start, end }, allocs)
+        let end = served.join().expect("server thread").expect("the server received every message");
+        (StreamResult { start, end }, allocs)
+    })
 }
