@@ -25,9 +25,15 @@ impl<C: ServerConf> GroupCore<C> {
     /// Adopts the slots the control part handed over since the last poll.
     #[inline]
     fn adopt(&mut self) {
-        if !self.shared.to_group.changed(&mut self.seen) {
-            return;
+        if self.shared.to_group.changed(&mut self.seen) {
+            self.rescan();
         }
+    }
+
+    /// Adds every slot the group side owns to `live` (rare: after a login).
+    #[cold]
+    #[inline(never)]
+    fn rescan(&mut self) {
         for (i, cell) in self.shared.slots.iter().enumerate() {
             // SAFETY: this group part is the only group side of these slots,
             // and `&mut self` keeps it on one thread.

@@ -152,6 +152,7 @@ impl Signal {
     }
 
     /// Reader side: whether it changed since `seen` (which is updated).
+    #[inline]
     pub(crate) fn changed(&self, seen: &mut u32) -> bool {
         let now = self.0.load(Acquire);
         let changed = now != *seen;

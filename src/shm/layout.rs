@@ -72,8 +72,17 @@ pub(crate) struct ShmRegion {
     map: std::sync::Arc<MmapRaw>,
     #[cfg(loom)]
     model: std::sync::Arc<loom_model::Model>,
-    blocks: u32,
+    /// The first block and the trailer, inside `map`: the hot path computes
+    /// every address from these instead of asking the mapping each time.
+    base: *mut u8,
+    trailer: *mut u8,
+    /// `blocks - 1` (blocks is a power of two).
+    mask: u32,
 }
+
+// SAFETY: `base` and `trailer` point into `map`, which the region owns and
+// which is `Send`; the region hands out no reference tied to a thread.
+unsafe impl Send for ShmRegion {}
 
 impl ShmRegion {
     /// Opens (creating if needed, mode 0666) and maps the object at `path`
@@ -104,22 +113,33 @@ impl ShmRegion {
 
     #[cfg(not(loom))]
     fn from_map(map: MmapRaw, queue_size: usize) -> Self {
-        ShmRegion { map, blocks: (queue_size / BLOCK) as u32 }
+        let (base, trailer, mask) = Self::addresses(&map, queue_size);
+        ShmRegion { map, base, trailer, mask }
+    }
+
+    /// The first block, the trailer and the block mask of a mapping of
+    /// `queue_size + TRAILER` bytes.
+    fn addresses(map: &MmapRaw, queue_size: usize) -> (*mut u8, *mut u8, u32) {
+        assert!(queue_size.is_power_of_two() && queue_size >= BLOCK && map.len() == queue_size + TRAILER);
+        let base = map.as_mut_ptr();
+        // SAFETY: queue_size < map.len(), so the offset stays inside the mapping.
+        let trailer = unsafe { base.add(queue_size) };
+        (base, trailer, (queue_size / BLOCK) as u32 - 1)
     }
 
     /// Number of 64-byte blocks (a power of two).
     #[inline]
     pub(crate) fn blocks(&self) -> u32 {
-        self.blocks
+        self.mask + 1
     }
 
     /// Pointer to the start of block `idx % blocks()`.
     #[inline]
     fn block_ptr(&self, idx: u32) -> *mut u8 {
-        let i = (idx & (self.blocks - 1)) as usize;
+        let i = (idx & self.mask) as usize;
         // SAFETY: i < blocks, and blocks * BLOCK bytes lie inside the mapping
-        // (checked by `open`: the object is exactly queue_size + TRAILER bytes).
-        unsafe { self.map.as_mut_ptr().add(i * BLOCK) }
+        // (checked by `addresses`: the mapping is queue_size + TRAILER bytes).
+        unsafe { self.base.add(i * BLOCK) }
     }
 
     /// Pointer to block `idx % blocks()`, for writing it and the `count - 1`
@@ -128,7 +148,7 @@ impl ShmRegion {
     #[inline]
     pub(crate) fn write_ptr(&self, idx: u32, count: u32) -> *mut u8 {
         #[cfg(loom)]
-        self.model.access(idx, count, self.blocks, true);
+        self.model.access(idx, count, self.blocks(), true);
         #[cfg(not(loom))]
         let _ = count;
         self.block_ptr(idx)
@@ -139,10 +159,33 @@ impl ShmRegion {
     #[inline]
     pub(crate) fn read_ptr(&self, idx: u32, count: u32) -> *const u8 {
         #[cfg(loom)]
-        self.model.access(idx, count, self.blocks, false);
+        self.model.access(idx, count, self.blocks(), false);
         #[cfg(not(loom))]
         let _ = count;
         self.block_ptr(idx)
+    }
+
+    /// Hints the CPU to bring block `idx % blocks()` into this core's cache
+    /// (for writing if `write`). Not a memory access: it reads or changes
+    /// nothing the other end could observe, and may be ignored.
+    #[inline]
+    pub(crate) fn prefetch(&self, idx: u32, write: bool) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+            let p = self.block_ptr(idx) as *const i8;
+            // SAFETY: a prefetch has no architectural effect and cannot
+            // fault; the pointer is inside the mapping anyway.
+            unsafe {
+                if write {
+                    _mm_prefetch::<_MM_HINT_ET0>(p)
+                } else {
+                    _mm_prefetch::<_MM_HINT_T0>(p)
+                }
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        let _ = (idx, write);
     }
 
     /// The producer's word: write_idx and the consumed mark, stored together.
@@ -155,7 +198,7 @@ impl ShmRegion {
         // language's rule against mixed-size atomics does not reach across processes).
         // SAFETY: the offset lies in the trailer of the page-aligned mapping, so
         // it is 8-aligned and in bounds; the mapping lives as long as `self`.
-        unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + WRITE_IDX_OFF) as *const AtomicU64) }
+        unsafe { &*(self.trailer.add(WRITE_IDX_OFF) as *const AtomicU64) }
     }
 
     /// The consumer's free-running block index.
@@ -163,7 +206,7 @@ impl ShmRegion {
     #[inline]
     pub(crate) fn read_idx(&self) -> &AtomicU32 {
         // SAFETY: as in `producer`, at a 4-aligned offset of the trailer.
-        unsafe { &*(self.map.as_mut_ptr().add(self.blocks as usize * BLOCK + READ_IDX_OFF) as *const AtomicU32) }
+        unsafe { &*(self.trailer.add(READ_IDX_OFF) as *const AtomicU32) }
     }
 
     /// Zeroes the whole object (a reset after the peer's name changed).
@@ -171,7 +214,7 @@ impl ShmRegion {
     pub(crate) fn zero(&mut self) {
         #[cfg(loom)]
         {
-            self.model.access(0, self.blocks, self.blocks, true);
+            self.model.access(0, self.blocks(), self.blocks(), true);
             self.model.producer.store(0, std::sync::atomic::Ordering::Relaxed);
             self.model.read_idx.store(0, std::sync::atomic::Ordering::Relaxed);
         }
@@ -196,7 +239,7 @@ mod loom_model {
     use memmap2::MmapRaw;
     use std::sync::Arc;
 
-    use super::{ShmRegion, BLOCK};
+    use super::ShmRegion;
 
     pub(crate) struct Model {
         pub(super) producer: AtomicU64,
@@ -225,13 +268,14 @@ mod loom_model {
 
     impl ShmRegion {
         pub(super) fn from_map(map: MmapRaw, queue_size: usize) -> Self {
-            let blocks = (queue_size / BLOCK) as u32;
+            let (base, trailer, mask) = ShmRegion::addresses(&map, queue_size);
+            let blocks = mask + 1;
             let model = Model {
                 producer: AtomicU64::new(0),
                 read_idx: AtomicU32::new(0),
                 blocks: (0..blocks).map(|_| UnsafeCell::new(())).collect(),
             };
-            ShmRegion { map: Arc::new(map), model: Arc::new(model), blocks }
+            ShmRegion { map: Arc::new(map), model: Arc::new(model), base, trailer, mask }
         }
 
         /// A zeroed region in anonymous memory, for a model.
@@ -244,7 +288,13 @@ mod loom_model {
         /// The same region for the other end.
         #[cfg(test)]
         pub(crate) fn share(&self) -> Self {
-            ShmRegion { map: self.map.clone(), model: self.model.clone(), blocks: self.blocks }
+            ShmRegion {
+                map: self.map.clone(),
+                model: self.model.clone(),
+                base: self.base,
+                trailer: self.trailer,
+                mask: self.mask,
+            }
         }
 
         /// The producer's word, in the model.

@@ -117,6 +117,7 @@ impl ShmSender {
 
     /// Reserves room for a body of `body_len` bytes; false if the queue is
     /// full (or the consumer's index is impossible, which looks the same).
+    #[inline]
     pub(crate) fn alloc(&mut self, body_len: usize) -> bool {
         let size = body_len + HEADER_SIZE;
         if size > u16::MAX as usize {
@@ -290,6 +291,13 @@ impl ShmReceiver {
     #[inline]
     pub(crate) fn front(&mut self) -> Result<Option<Msg<'_>>, Corrupt> {
         let write_idx = Self::published_idx(&self.region);
+        if write_idx == self.read_idx {
+            // While waiting, keep the next message's first block in this
+            // core's cache: when the producer publishes, fetching the block
+            // then overlaps fetching its index instead of following it.
+            self.region.prefetch(self.read_idx, false);
+            return Ok(None);
+        }
         let mut read_idx = self.read_idx;
         let next = next_msg(&mut read_idx, write_idx, self.region.blocks(), |idx| self.read_header(idx));
         self.read_idx = read_idx;
