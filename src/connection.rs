@@ -17,6 +17,7 @@
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 
 use zerocopy::{Immutable, IntoBytes};
 
@@ -113,12 +114,12 @@ impl<C: Conf> Connection<C> {
         if body_size > MAX_BODY_SIZE {
             return None;
         }
-        let ok = match &mut self.tx {
-            Tx::Tcp { queue, .. } => queue.alloc(body_size),
-            Tx::Shm(tx) => tx.alloc(body_size),
-            Tx::Unopened => false,
-        };
-        ok.then_some(Slot { conn: self })
+        let body = match &mut self.tx {
+            Tx::Tcp { queue, .. } => queue.alloc(body_size).then(|| queue.pending_body()),
+            Tx::Shm(tx) => tx.alloc(body_size).then(|| tx.pending_body()),
+            Tx::Unopened => None,
+        }?;
+        Some(Slot { body: NonNull::from(body), conn: self })
     }
 
     /// Sends the bytes of `value` (a `#[repr(C)]` struct deriving zerocopy's
@@ -351,6 +352,7 @@ impl<C: Conf> Connection<C> {
 
     /// Shm mode: delivers the peer's messages to `on_msg` while the handler
     /// pops them. A corrupt queue closes the connection.
+    #[inline]
     pub(crate) fn poll_shm(&mut self, rx: &mut ShmReceiver, mut on_msg: impl FnMut(&mut Connection<C>, Msg<'_>)) {
         loop {
             let popped = match rx.front() {
@@ -405,6 +407,8 @@ impl<C: Conf> Connection<C> {
 /// commit; drop it to abandon it.
 pub struct Slot<'a, C: Conf> {
     conn: &'a mut Connection<C>,
+    /// The allocated body in the queue's mapping, found once by `alloc`.
+    body: NonNull<[u8]>,
 }
 
 impl<C: Conf> Slot<'_, C> {
@@ -458,25 +462,31 @@ impl<C: Conf> Slot<'_, C> {
     }
 }
 
+// SAFETY: a slot is a `&mut Connection` and a `&mut [u8]` into memory the
+// connection owns, and may cross threads as they may.
+unsafe impl<C: Conf> Send for Slot<'_, C> where Connection<C>: Send {}
+// SAFETY: as for Send; `&Slot` reads the body only.
+unsafe impl<C: Conf> Sync for Slot<'_, C> where Connection<C>: Sync {}
+
+// The body lies in the queue's mapping, which the connection owns and the
+// slot borrows mutably for its whole life: the allocation stays reserved and
+// no other reference in this process reaches those bytes until push or drop
+// (the peer reads them only after a push publishes them). The connection's
+// own stores meanwhile (an ack in the queue file's header) touch other bytes.
+
 impl<C: Conf> Deref for Slot<'_, C> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        match &self.conn.tx {
-            Tx::Tcp { queue, .. } => queue.pending_body_ref(),
-            Tx::Shm(tx) => tx.pending_body_ref(),
-            Tx::Unopened => &[],
-        }
+        // SAFETY: see above; `&self` excludes a mutable slice meanwhile.
+        unsafe { self.body.as_ref() }
     }
 }
 
 impl<C: Conf> DerefMut for Slot<'_, C> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
-        match &mut self.conn.tx {
-            Tx::Tcp { queue, .. } => queue.pending_body(),
-            Tx::Shm(tx) => tx.pending_body(),
-            Tx::Unopened => &mut [],
-        }
+        // SAFETY: see above; `&mut self` makes this the only slice.
+        unsafe { self.body.as_mut() }
     }
 }

@@ -157,12 +157,22 @@ fn latency_cases(o: &Options) -> Vec<Latency> {
         let (ours, server) = ours::Ours::echo(true);
         let lines = floor::CacheLines::default();
         let (line_client, line_server) = lines.ends();
-        pair("shm", "cache-line", shape, shm.interleave(o.pins, (server, line_server), || (ours.ping_client(shape), line_client)));
+        pair(
+            "shm",
+            "cache-line",
+            shape,
+            shm.interleave(o.pins, (server, line_server), || (ours.ping_client(shape), line_client)),
+        );
     }
     for &shape in shapes("tcp") {
         let (ours, server) = ours::Ours::echo(false);
         let (raw_client, raw_server) = floor::tcp_ends(shape);
-        pair("tcp", "tcp", shape, tcp.interleave(o.pins, (server, raw_server), || (ours.ping_client(shape), raw_client)));
+        pair(
+            "tcp",
+            "tcp",
+            shape,
+            tcp.interleave(o.pins, (server, raw_server), || (ours.ping_client(shape), raw_client)),
+        );
     }
     rows
 }

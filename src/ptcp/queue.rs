@@ -379,13 +379,6 @@ impl<C: Conf> PtcpQueue<C> {
         self.bytes_mut(off, len).unwrap_or_default()
     }
 
-    /// The body of the allocated message, for reading back.
-    #[inline]
-    pub(crate) fn pending_body_ref(&self) -> &[u8] {
-        let (off, len) = self.pending_range();
-        self.bytes(off, len).unwrap_or_default()
-    }
-
     /// Commits the allocated message with the current ack; a no-op if nothing
     /// is allocated. It is queued; sending is the link's business.
     ///

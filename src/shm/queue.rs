@@ -120,6 +120,24 @@ impl ShmSender {
     #[inline]
     pub(crate) fn alloc(&mut self, body_len: usize) -> bool {
         let size = body_len + HEADER_SIZE;
+        let n = self.region.blocks();
+        let need = blocks_for(size);
+        let pad = n - (self.write_idx & (n - 1));
+        // The common case: the message fits before the end of the ring, in
+        // blocks the consumer had passed when its index was last read.
+        if size <= u16::MAX as usize
+            && need <= pad
+            && not_before(self.read_idx_cache, self.write_idx.wrapping_add(need).wrapping_sub(n))
+        {
+            self.pending_size = size as u16;
+            return true;
+        }
+        self.alloc_slow(size)
+    }
+
+    /// `alloc` when the ring wraps or the cached read index is not enough.
+    #[cold]
+    fn alloc_slow(&mut self, size: usize) -> bool {
         if size > u16::MAX as usize {
             return false;
         }
@@ -165,19 +183,6 @@ impl ShmSender {
         unsafe {
             std::slice::from_raw_parts_mut(
                 self.region.write_ptr(self.write_idx, self.pending_blocks()).add(HEADER_SIZE),
-                len,
-            )
-        }
-    }
-
-    /// The body of the allocated message, for reading back.
-    #[inline]
-    pub(crate) fn pending_body_ref(&self) -> &[u8] {
-        let len = self.pending_size.saturating_sub(HEADER_SIZE as u16) as usize;
-        // SAFETY: as in `pending_body`; `&self` excludes a mutable slice meanwhile.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.region.read_ptr(self.write_idx, self.pending_blocks()).add(HEADER_SIZE),
                 len,
             )
         }
