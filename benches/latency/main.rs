@@ -26,6 +26,8 @@
 mod alloc;
 mod floor;
 mod ours;
+#[cfg(feature = "peer-iceoryx2")]
+mod peer;
 mod report;
 mod run;
 mod shape;
@@ -35,7 +37,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use report::{Latency, Summary, Throughput};
-use run::{Pins, RoundTrips, Stream, StreamResult};
+use run::{PingClient, Pins, RoundTrips, StartServer, Stream, StreamResult};
 use shape::Shape;
 
 #[global_allocator]
@@ -126,6 +128,24 @@ fn machine() -> String {
     format!("{model}, {cpus} CPUs")
 }
 
+/// Whether CPUs `a` and `b` are SMT siblings of one core or separate cores,
+/// as the (possibly virtual) machine presents them.
+fn placement(a: usize, b: usize) -> &'static str {
+    let path = format!("/sys/devices/system/cpu/cpu{a}/topology/thread_siblings_list");
+    let Ok(list) = std::fs::read_to_string(path) else { return "topology unknown" };
+    let siblings = list.trim().split(',').any(|part| match part.split_once('-') {
+        Some((lo, hi)) => lo.parse().is_ok_and(|lo: usize| hi.parse().is_ok_and(|hi: usize| (lo..=hi).contains(&b))),
+        None => part.parse() == Ok(b),
+    });
+    if a == b {
+        "the same CPU"
+    } else if siblings {
+        "SMT siblings"
+    } else {
+        "separate cores"
+    }
+}
+
 const SHAPES: [Shape; 3] = [Shape::EchoMix, Shape::Fixed(64), Shape::Fixed(1024)];
 
 fn latency_cases(o: &Options) -> Vec<Latency> {
@@ -142,37 +162,54 @@ fn latency_cases(o: &Options) -> Vec<Latency> {
             allocs_per_msg: m.allocs as f64 / m.hist.len().max(1) as f64,
             hist: m.hist,
             floor: floor.map(|f| (format!("{} {} {}", f.case, f.mode, f.size), f.summary)),
+            peer: None,
         }
     };
     let mut rows = vec![];
-    let mut pair = |mode: &str, floor_mode: &str, shape: Shape, (ours, floor): (run::Measured, run::Measured)| {
-        let floor = row("floor", floor_mode, shape.name(), floor, None);
-        let ours = row("tcpshm", mode, shape.name(), ours, Some(&floor));
-        rows.push(floor);
-        rows.push(ours);
-    };
     let shapes = |group: &str| if o.runs(group) { &SHAPES[..] } else { &[] };
-    // Each case alternates with its floor on the same two threads.
+    // Each case takes turns with its floor (and the peer) on the same two
+    // threads; the results come back in the order the cases were given.
     for &shape in shapes("shm") {
         let (ours, server) = ours::Ours::echo(true);
         let lines = floor::CacheLines::default();
         let (line_client, line_server) = lines.ends();
-        pair(
-            "shm",
-            "cache-line",
-            shape,
-            shm.interleave(o.pins, (server, line_server), || (ours.ping_client(shape), line_client)),
-        );
+        #[allow(unused_mut)]
+        let mut servers: Vec<StartServer> =
+            vec![Box::new(move || Box::new(server) as _), Box::new(move || Box::new(line_server) as _)];
+        #[cfg(feature = "peer-iceoryx2")]
+        servers.push(Box::new(move || Box::new(peer::server(shape)) as _));
+        let mut m = shm
+            .interleave(o.pins, servers, || {
+                #[allow(unused_mut)]
+                let mut clients: Vec<Box<dyn PingClient>> =
+                    vec![Box::new(ours.ping_client(shape)), Box::new(line_client)];
+                #[cfg(feature = "peer-iceoryx2")]
+                clients.push(Box::new(peer::client(shape)));
+                clients
+            })
+            .into_iter();
+        let (ours, floor) = (m.next().expect("ours"), m.next().expect("floor"));
+        let floor = row("floor", "cache-line", shape.name(), floor, None);
+        let peer = m.next().map(|p| row("iceoryx2", "shm", shape.name(), p, Some(&floor)));
+        let mut ours = row("tcpshm", "shm", shape.name(), ours, Some(&floor));
+        ours.peer = peer.as_ref().map(|p| (format!("{} {} {}", p.case, p.mode, p.size), p.summary));
+        rows.push(floor);
+        rows.push(ours);
+        rows.extend(peer);
     }
     for &shape in shapes("tcp") {
         let (ours, server) = ours::Ours::echo(false);
         let (raw_client, raw_server) = floor::tcp_ends(shape);
-        pair(
-            "tcp",
-            "tcp",
-            shape,
-            tcp.interleave(o.pins, (server, raw_server), || (ours.ping_client(shape), raw_client)),
-        );
+        let servers: Vec<StartServer> =
+            vec![Box::new(move || Box::new(server) as _), Box::new(move || Box::new(raw_server) as _)];
+        let mut m = tcp
+            .interleave(o.pins, servers, || vec![Box::new(ours.ping_client(shape)), Box::new(raw_client)])
+            .into_iter();
+        let (ours, raw) = (m.next().expect("ours"), m.next().expect("floor"));
+        let raw = row("floor", "tcp", shape.name(), raw, None);
+        let ours = row("tcpshm", "tcp", shape.name(), ours, Some(&raw));
+        rows.push(raw);
+        rows.push(ours);
     }
     rows
 }
@@ -217,7 +254,7 @@ fn main() {
     let o = Options::parse();
     let machine = machine();
     let pins = match (o.pins.client, o.pins.server) {
-        (Some(c), Some(s)) => format!("client on CPU {c}, server on CPU {s}"),
+        (Some(c), Some(s)) => format!("client on CPU {c}, server on CPU {s} ({})", placement(c, s)),
         _ => "not pinned".into(),
     };
     println!("tcpshm latency bench{}: {machine}; {pins}", if o.quick { " (quick)" } else { "" });

@@ -43,6 +43,8 @@ pub struct Latency {
     pub hist: Histogram<u64>,
     /// The floor it is compared with (its row's `case/mode/size`), if any.
     pub floor: Option<(String, Summary)>,
+    /// The Rust peer it is compared with, if it ran (`peer-iceoryx2`).
+    pub peer: Option<(String, Summary)>,
     /// Heap allocations per measured round trip.
     pub allocs_per_msg: f64,
 }
@@ -73,8 +75,20 @@ pub fn latency_table(rows: &[Latency]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<28} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}  {:<22} {:>6} {:>6} {:>7}",
-        "round trip (ns)", "count", "avg", "p50", "p90", "p99", "p99.9", "max", "floor", "p50/f", "avg/f", "alloc/m"
+        "{:<28} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}  {:<22} {:>6} {:>6} {:>6} {:>7}",
+        "round trip (ns)",
+        "count",
+        "avg",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "floor",
+        "p50/f",
+        "avg/f",
+        "avg/pe",
+        "alloc/m"
     );
     for r in rows {
         let m = &r.summary;
@@ -84,9 +98,10 @@ pub fn latency_table(rows: &[Latency]) -> String {
             }
             None => (String::new(), String::new(), String::new()),
         };
+        let peer = r.peer.as_ref().map(|(_, p)| format!("{:.2}", m.avg / p.avg)).unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:<28} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}  {:<22} {:>6} {:>6} {:>7.2}",
+            "{:<28} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>9}  {:<22} {:>6} {:>6} {:>6} {:>7.2}",
             format!("{} {} {}", r.case, r.mode, r.size),
             m.count,
             us(m.avg),
@@ -98,6 +113,7 @@ pub fn latency_table(rows: &[Latency]) -> String {
             floor,
             p50r,
             avgr,
+            peer,
             r.allocs_per_msg
         );
     }
@@ -153,6 +169,11 @@ pub fn json(lat: &[Latency], thr: &[Throughput], machine: &str) -> serde_json::V
                 v["floor"] = serde_json::json!({ "name": name, "figures": summary(f) });
                 v["ratio_p50"] = (r.summary.p50 as f64 / f.p50 as f64).into();
                 v["ratio_avg"] = (r.summary.avg / f.avg).into();
+            }
+            if let Some((name, p)) = &r.peer {
+                v["peer"] = serde_json::json!({ "name": name, "figures": summary(p) });
+                v["ratio_peer_p50"] = (r.summary.p50 as f64 / p.p50 as f64).into();
+                v["ratio_peer_avg"] = (r.summary.avg / p.avg).into();
             }
             v
         })

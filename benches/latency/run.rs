@@ -31,18 +31,46 @@ pub fn pin(cpu: Option<usize>) {
 pub trait PingClient {
     /// Sends the next message and waits for its echo.
     fn round_trip(&mut self);
+
     /// Work a real client does between requests (heartbeats), called
     /// between segments, outside the measured time.
     fn maintain(&mut self) {}
+
+    /// One segment of `n` round trips after an unmeasured one (the server
+    /// switching over), recorded into `into` if given: one clock read after
+    /// each, the time since the previous read recorded. Provided, so each
+    /// implementation gets its own loop calling `round_trip` directly even
+    /// when the segment is called through `dyn PingClient`.
+    fn segment(&mut self, n: u64, mut into: Option<&mut Measured>) {
+        self.round_trip();
+        let allocs = crate::alloc::count();
+        let mut prev = Instant::now();
+        for _ in 0..n {
+            self.round_trip();
+            let now = Instant::now();
+            if let Some(m) = &mut into {
+                m.hist.saturating_record((now - prev).as_nanos() as u64);
+            }
+            prev = now;
+        }
+        if let Some(m) = into {
+            m.allocs += crate::alloc::count() - allocs;
+        }
+        self.maintain();
+    }
 }
 
 /// The serving end of a ping-pong, driven on the server thread.
-pub trait PingServer: Send {
+pub trait PingServer {
     /// Serves what the client's setup needs (a login) until `ready`.
     fn setup(&mut self, _ready: &AtomicBool) {}
     /// Answers exactly `count` round trips.
     fn serve(&mut self, count: u64);
 }
+
+/// Makes a case's server, on the server thread (some libraries' ports may
+/// not move between threads).
+pub type StartServer<'a> = Box<dyn FnOnce() -> Box<dyn PingServer + 'a> + Send + 'a>;
 
 /// The round trips of a latency case: `warmup` unmeasured, then `count`
 /// measured, in segments of `segment`.
@@ -70,7 +98,7 @@ impl Measured {
 /// Longest round trip the histograms hold (longer ones are clamped).
 const MAX_NS: u64 = 10_000_000_000;
 
-/// Ends the process when the client thread panics: the server thread would
+/// Ends the process when a bench thread panics: the other thread would
 /// otherwise wait for round trips forever, and the scope for it.
 struct ExitOnPanic;
 
@@ -83,68 +111,50 @@ impl Drop for ExitOnPanic {
 }
 
 impl RoundTrips {
-    /// Runs ping-pong `a` and ping-pong `b` on the same two pinned threads,
-    /// alternating every `segment` round trips, and measures both. A VM's
-    /// virtual CPUs move between physical cores while a bench runs (a
-    /// cache-line round trip measured 150 ns in one second and 411 ns in
-    /// another); alternating exposes both to the same placements, so their
-    /// ratio means something. The first round trip of each segment (the
-    /// server switching over) is not measured.
+    /// Runs several ping-pongs on the same two pinned threads, taking turns
+    /// every `segment` round trips, and measures each. A VM's virtual CPUs
+    /// move between physical cores while a bench runs (a cache-line round
+    /// trip measured 150 ns in one second and 411 ns in another); taking
+    /// turns exposes every case to the same placements, so their ratios
+    /// mean something.
     ///
-    /// `clients` makes the two clients on the client thread while the
-    /// servers run their `setup`.
-    pub fn interleave<A: PingClient, B: PingClient>(
+    /// `servers[i]` and `clients()[i]` are the two ends of case `i`;
+    /// `clients` runs on the client thread while the servers run `setup`.
+    pub fn interleave<'a>(
         &self,
         pins: Pins,
-        servers: (impl PingServer, impl PingServer),
-        clients: impl FnOnce() -> (A, B),
-    ) -> (Measured, Measured) {
+        servers: Vec<StartServer<'a>>,
+        clients: impl FnOnce() -> Vec<Box<dyn PingClient + 'a>>,
+    ) -> Vec<Measured> {
         let warm = self.warmup.div_ceil(self.segment);
         let rounds = warm + self.count.div_ceil(self.segment);
         let ready = &AtomicBool::new(false);
         std::thread::scope(|s| {
-            let (mut server_a, mut server_b) = servers;
             s.spawn(move || {
+                let _exit = ExitOnPanic;
                 pin(pins.server);
-                server_a.setup(ready);
-                server_b.setup(ready);
+                let mut servers: Vec<_> = servers.into_iter().map(|start| start()).collect();
+                for server in &mut servers {
+                    server.setup(ready);
+                }
                 for _ in 0..rounds {
-                    server_a.serve(self.segment + 1);
-                    server_b.serve(self.segment + 1);
+                    for server in &mut servers {
+                        server.serve(self.segment + 1);
+                    }
                 }
             });
             let _exit = ExitOnPanic;
             pin(pins.client);
-            let (mut a, mut b) = clients();
+            let mut clients = clients();
             ready.store(true, Release);
-            let (mut ma, mut mb) = (Measured::new(), Measured::new());
+            let mut measured: Vec<_> = clients.iter().map(|_| Measured::new()).collect();
             for round in 0..rounds {
-                let measured = round >= warm;
-                self.segment(&mut a, measured.then_some(&mut ma));
-                self.segment(&mut b, measured.then_some(&mut mb));
+                for (client, m) in clients.iter_mut().zip(&mut measured) {
+                    client.segment(self.segment, (round >= warm).then_some(m));
+                }
             }
-            (ma, mb)
+            measured
         })
-    }
-
-    /// One segment of `client`'s round trips, recorded into `into` if given:
-    /// one clock read after each, the time since the previous read recorded.
-    fn segment(&self, client: &mut impl PingClient, mut into: Option<&mut Measured>) {
-        client.round_trip();
-        let allocs = crate::alloc::count();
-        let mut prev = Instant::now();
-        for _ in 0..self.segment {
-            client.round_trip();
-            let now = Instant::now();
-            if let Some(m) = &mut into {
-                m.hist.saturating_record((now - prev).as_nanos() as u64);
-            }
-            prev = now;
-        }
-        if let Some(m) = into {
-            m.allocs += crate::alloc::count() - allocs;
-        }
-        client.maintain();
     }
 }
 
