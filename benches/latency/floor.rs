@@ -10,6 +10,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{
     AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -33,6 +34,47 @@ impl CacheLines {
     /// and stores `i` in the other: the fastest round trip two threads have.
     pub fn ends(&self) -> (CacheLineClient<'_>, CacheLineServer<'_>) {
         (CacheLineClient { lines: self, i: 0 }, CacheLineServer { lines: self, i: 0 })
+    }
+}
+
+/// Cache lines in a shared-memory file, for a ping-pong between processes
+/// (`--processes`): one side creates the file, the other maps it too.
+pub struct SharedLines {
+    map: memmap2::MmapRaw,
+    path: PathBuf,
+    owner: bool,
+}
+
+impl SharedLines {
+    /// Creates (zeroed) and maps the file at `path`; removed when dropped.
+    pub fn create(path: PathBuf) -> SharedLines {
+        let file = std::fs::File::create_new(&path).expect("create the floor's shm file");
+        file.set_len(std::mem::size_of::<CacheLines>() as u64).expect("size the floor's shm file");
+        SharedLines { map: memmap2::MmapRaw::map_raw(&file).expect("map the floor's shm file"), path, owner: true }
+    }
+
+    /// Maps the file another process created.
+    pub fn open(path: PathBuf) -> SharedLines {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).expect("open the floor's shm file");
+        SharedLines { map: memmap2::MmapRaw::map_raw(&file).expect("map the floor's shm file"), path, owner: false }
+    }
+
+    /// The lines, shared with the other process.
+    pub fn lines(&self) -> &CacheLines {
+        assert!(self.map.len() >= std::mem::size_of::<CacheLines>());
+        // SAFETY: the mapping is page-aligned (more than CacheLines needs),
+        // large enough (checked), and lives as long as the borrow; its bytes
+        // start zeroed, a valid CacheLines, and both processes touch them
+        // only through the atomics.
+        unsafe { &*(self.map.as_ptr() as *const CacheLines) }
+    }
+}
+
+impl Drop for SharedLines {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -102,8 +144,7 @@ fn loopback_pair() -> (TcpStream, TcpStream) {
     let client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect loopback");
     let (server, _) = listener.accept().expect("accept loopback");
     for s in [&client, &server] {
-        s.set_nodelay(true).expect("TCP_NODELAY");
-        s.set_nonblocking(true).expect("non-blocking");
+        tune(s);
     }
     (client, server)
 }
@@ -126,11 +167,29 @@ pub struct TcpServer {
 /// Both ends of a raw loopback TCP ping-pong of `shape`'s frames.
 pub fn tcp_ends(shape: Shape) -> (TcpClient, TcpServer) {
     let (client, server) = loopback_pair();
-    let frame = vec![0u8; frame_len(shape.max_body())];
-    (
-        TcpClient { sock: client, msgs: Messages::new(shape), frame: frame.clone() },
-        TcpServer { sock: server, msgs: Messages::new(shape), frame },
-    )
+    (TcpClient::new(client, shape), TcpServer::new(server, shape))
+}
+
+/// Makes a connected socket non-blocking with TCP_NODELAY.
+fn tune(sock: &TcpStream) {
+    sock.set_nodelay(true).expect("TCP_NODELAY");
+    sock.set_nonblocking(true).expect("non-blocking");
+}
+
+impl TcpClient {
+    /// The client end over `sock`, a connected loopback socket.
+    pub fn new(sock: TcpStream, shape: Shape) -> TcpClient {
+        tune(&sock);
+        TcpClient { sock, msgs: Messages::new(shape), frame: vec![0u8; frame_len(shape.max_body())] }
+    }
+}
+
+impl TcpServer {
+    /// The server end over `sock`, a connected loopback socket.
+    pub fn new(sock: TcpStream, shape: Shape) -> TcpServer {
+        tune(&sock);
+        TcpServer { sock, msgs: Messages::new(shape), frame: vec![0u8; frame_len(shape.max_body())] }
+    }
 }
 
 impl PingClient for TcpClient {

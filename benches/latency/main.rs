@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE]
 //!                                [--pin CLIENT,SERVER | --no-pin] [--only GROUP,..]
+//!                                [--processes]
 //! ```
 //!
 //! Latency: ping-pong round trips between a client and a server thread,
@@ -24,6 +25,7 @@
 //! bench working; its figures mean little.
 
 mod alloc;
+mod cases;
 mod floor;
 mod ours;
 #[cfg(feature = "peer-iceoryx2")]
@@ -37,7 +39,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use report::{Latency, Summary, Throughput};
-use run::{PingClient, Pins, RoundTrips, StartServer, Stream, StreamResult};
+use run::{Pins, RoundTrips, Stream, StreamResult};
 use shape::Shape;
 
 #[global_allocator]
@@ -52,6 +54,8 @@ struct Options {
     pins: Pins,
     /// The case groups to run (`--only`): shm, tcp (round trips), stream.
     groups: Vec<String>,
+    /// Round trips between two processes instead of two threads.
+    processes: bool,
 }
 
 /// Every case group, in the order they run.
@@ -59,7 +63,7 @@ const GROUPS: [&str; 3] = ["shm", "tcp", "stream"];
 
 fn usage(msg: &str) -> ! {
     eprintln!("latency: {msg}");
-    eprintln!("usage: cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE] [--pin C,S | --no-pin] [--only shm,tcp,stream]");
+    eprintln!("usage: cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE] [--pin C,S | --no-pin] [--only shm,tcp,stream] [--processes]");
     std::process::exit(2)
 }
 
@@ -77,6 +81,7 @@ impl Options {
                 Pins { client: None, server: None }
             },
             groups: GROUPS.map(String::from).to_vec(),
+            processes: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -84,6 +89,7 @@ impl Options {
                 |flag: &str| PathBuf::from(args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value"))));
             match a.as_str() {
                 "--quick" => o.quick = true,
+                "--processes" => o.processes = true,
                 "--json" => o.json = Some(path("--json")),
                 "--hgrm" => o.hgrm = Some(path("--hgrm")),
                 "--svg" => o.svg = Some(path("--svg")),
@@ -167,49 +173,19 @@ fn latency_cases(o: &Options) -> Vec<Latency> {
     };
     let mut rows = vec![];
     let shapes = |group: &str| if o.runs(group) { &SHAPES[..] } else { &[] };
-    // Each case takes turns with its floor (and the peer) on the same two
-    // threads; the results come back in the order the cases were given.
-    for &shape in shapes("shm") {
-        let (ours, server) = ours::Ours::echo(true);
-        let lines = floor::CacheLines::default();
-        let (line_client, line_server) = lines.ends();
-        #[allow(unused_mut)]
-        let mut servers: Vec<StartServer> =
-            vec![Box::new(move || Box::new(server) as _), Box::new(move || Box::new(line_server) as _)];
-        #[cfg(feature = "peer-iceoryx2")]
-        servers.push(Box::new(move || Box::new(peer::server(shape)) as _));
-        let mut m = shm
-            .interleave(o.pins, servers, || {
-                #[allow(unused_mut)]
-                let mut clients: Vec<Box<dyn PingClient>> =
-                    vec![Box::new(ours.ping_client(shape)), Box::new(line_client)];
-                #[cfg(feature = "peer-iceoryx2")]
-                clients.push(Box::new(peer::client(shape)));
-                clients
-            })
-            .into_iter();
+    let cases = shapes("shm").iter().map(|&s| (true, s)).chain(shapes("tcp").iter().map(|&s| (false, s)));
+    for (use_shm, shape) in cases {
+        let rt = if use_shm { shm } else { tcp };
+        let mut m = cases::ping_pongs(use_shm, shape, rt, o.pins, o.processes).into_iter();
         let (ours, floor) = (m.next().expect("ours"), m.next().expect("floor"));
-        let floor = row("floor", "cache-line", shape.name(), floor, None);
-        let peer = m.next().map(|p| row("iceoryx2", "shm", shape.name(), p, Some(&floor)));
-        let mut ours = row("tcpshm", "shm", shape.name(), ours, Some(&floor));
+        let (mode, floor_mode) = if use_shm { ("shm", "cache-line") } else { ("tcp", "tcp") };
+        let floor = row("floor", floor_mode, shape.name(), floor, None);
+        let peer = m.next().map(|p| row("iceoryx2", mode, shape.name(), p, Some(&floor)));
+        let mut ours = row("tcpshm", mode, shape.name(), ours, Some(&floor));
         ours.peer = peer.as_ref().map(|p| (format!("{} {} {}", p.case, p.mode, p.size), p.summary));
         rows.push(floor);
         rows.push(ours);
         rows.extend(peer);
-    }
-    for &shape in shapes("tcp") {
-        let (ours, server) = ours::Ours::echo(false);
-        let (raw_client, raw_server) = floor::tcp_ends(shape);
-        let servers: Vec<StartServer> =
-            vec![Box::new(move || Box::new(server) as _), Box::new(move || Box::new(raw_server) as _)];
-        let mut m = tcp
-            .interleave(o.pins, servers, || vec![Box::new(ours.ping_client(shape)), Box::new(raw_client)])
-            .into_iter();
-        let (ours, raw) = (m.next().expect("ours"), m.next().expect("floor"));
-        let raw = row("floor", "tcp", shape.name(), raw, None);
-        let ours = row("tcpshm", "tcp", shape.name(), ours, Some(&raw));
-        rows.push(raw);
-        rows.push(ours);
     }
     rows
 }
@@ -251,12 +227,17 @@ fn throughput_cases(o: &Options) -> Vec<Throughput> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve") {
+        cases::serve_child(&args[2..]);
+    }
     let o = Options::parse();
     let machine = machine();
     let pins = match (o.pins.client, o.pins.server) {
         (Some(c), Some(s)) => format!("client on CPU {c}, server on CPU {s} ({})", placement(c, s)),
         _ => "not pinned".into(),
     };
+    let pins = format!("{pins}; round trips between two {}", if o.processes { "processes" } else { "threads" });
     println!("tcpshm latency bench{}: {machine}; {pins}", if o.quick { " (quick)" } else { "" });
     let started = Instant::now();
     eprintln!("latency:");

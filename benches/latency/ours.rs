@@ -45,12 +45,17 @@ const POLLS_PER_TICK: u32 = 256;
 /// The server's handler: echoes (ping-pong) or counts (streaming).
 struct Server {
     echo: bool,
+    logged_on: bool,
     received: u64,
     target: u64,
     end: Option<Instant>,
 }
 
 impl ServerHandler<BenchConf> for Server {
+    fn on_client_logon(&mut self, _peer: SocketAddr, _conn: &mut Connection<BenchConf>) {
+        self.logged_on = true;
+    }
+
     #[inline]
     fn on_client_msg(&mut self, conn: &mut Connection<BenchConf>, msg: Msg<'_>) {
         if self.echo {
@@ -74,8 +79,8 @@ impl ServerHandler<BenchConf> for Server {
 /// thread does it on a timer, not on every turn of the loop.
 const CTL_INTERVAL_NS: i64 = 1_000_000;
 
-/// A tcpshm server on loopback with its ptcp directory, for one case; the
-/// shm objects go when it does.
+/// The client side of a case: a ptcp directory, the server's address and
+/// both names; the shm objects go when it does.
 pub struct Ours {
     dir: tempfile::TempDir,
     addr: SocketAddr,
@@ -90,24 +95,55 @@ pub struct OursServer {
     handler: Server,
     use_shm: bool,
     last_ctl: i64,
+    /// The server's own ptcp directory.
+    _dir: tempfile::TempDir,
+}
+
+/// The names of this process's bench server and client.
+pub fn names() -> (String, String) {
+    let tag = std::process::id() % 100_000;
+    (format!("bsrv{tag}"), format!("bcli{tag}"))
+}
+
+impl OursServer {
+    /// Starts a server named `name` on loopback, with its files in a
+    /// directory of its own, in shm or TCP mode.
+    fn start(name: &str, use_shm: bool, handler: Server) -> OursServer {
+        let dir = tempfile::tempdir().expect("ptcp dir");
+        let mut server = TcpShmServer::<BenchConf>::new(name, dir.path()).expect("server");
+        server.start("127.0.0.1:0").expect("server start");
+        OursServer { server, handler, use_shm, last_ctl: now_ns() - CTL_INTERVAL_NS, _dir: dir }
+    }
+
+    /// An echo server for a ping-pong.
+    pub fn echo(name: &str, use_shm: bool) -> OursServer {
+        OursServer::start(name, use_shm, Server::echo())
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr().expect("server address")
+    }
+}
+
+impl Server {
+    fn echo() -> Server {
+        Server { echo: true, logged_on: false, received: 0, target: u64::MAX, end: None }
+    }
 }
 
 impl Ours {
-    /// Starts a server in shm or TCP mode, and the handle its client needs.
-    fn start(use_shm: bool, handler: Server) -> (Ours, OursServer) {
+    /// The client side of a server at `addr` named `server_name`.
+    pub fn new(addr: SocketAddr, server_name: String, client_name: String, use_shm: bool) -> Ours {
         let dir = tempfile::tempdir().expect("ptcp dir");
-        let tag = std::process::id() % 100_000;
-        let (server_name, client_name) = (format!("bsrv{tag}"), format!("bcli{tag}"));
-        let mut server = TcpShmServer::<BenchConf>::new(&server_name, dir.path()).expect("server");
-        server.start("127.0.0.1:0").expect("server start");
-        let addr = server.local_addr().expect("server address");
-        let served = OursServer { server, handler, use_shm, last_ctl: now_ns() - CTL_INTERVAL_NS };
-        (Ours { dir, addr, server_name, client_name, use_shm }, served)
+        Ours { dir, addr, server_name, client_name, use_shm }
     }
 
-    /// An echo server, for a ping-pong.
+    /// A server on this process's threads and the client side of it.
     pub fn echo(use_shm: bool) -> (Ours, OursServer) {
-        Ours::start(use_shm, Server { echo: true, received: 0, target: u64::MAX, end: None })
+        let (server_name, client_name) = names();
+        let server = OursServer::echo(&server_name, use_shm);
+        (Ours::new(server.addr(), server_name, client_name, use_shm), server)
     }
 
     /// Connects the client; the server must be serving (its `setup`).
@@ -165,8 +201,10 @@ impl OursServer {
 }
 
 impl PingServer for OursServer {
-    fn setup(&mut self, ready: &AtomicBool) {
-        self.serve_until(ready);
+    fn setup(&mut self) {
+        while !self.handler.logged_on {
+            self.tick();
+        }
     }
 
     fn serve(&mut self, count: u64) {
@@ -227,21 +265,21 @@ impl PingClient for OursClient {
 /// One-way streaming of the case's messages through tcpshm: `push_more`
 /// for all but the last of each batch, then `push`.
 pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (StreamResult, u64) {
-    let sink = Server { echo: false, received: 0, target: stream.count, end: None };
-    let (ours, mut server) = Ours::start(use_shm, sink);
+    let sink = Server { echo: false, logged_on: false, received: 0, target: stream.count, end: None };
+    let (server_name, client_name) = names();
+    let mut server = OursServer::start(&server_name, use_shm, sink);
+    let ours = Ours::new(server.addr(), server_name, client_name, use_shm);
     let stop = &AtomicBool::new(false);
-    let ready = &AtomicBool::new(false);
     let payload = vec![0x5au8; stream.shape.max_body()];
     std::thread::scope(|s| {
         let served = s.spawn(move || {
             pin(pins.server);
-            server.setup(ready);
+            server.setup();
             server.serve_until(stop);
             server.handler.end
         });
         pin(pins.client);
         let (mut client, mut h) = ours.connect();
-        ready.store(true, Relaxed);
         let mut msgs = Messages::new(stream.shape);
         let allocs = crate::alloc::count();
         let start = Instant::now();

@@ -24,18 +24,18 @@ struct Ends {
     _node: Node<ipc::Service>,
 }
 
-/// A service of this process's bench: `tcpshm-bench-<pid>-<case>-<dir>`.
-fn service_name(case: &str, dir: &str) -> ServiceName {
-    let name = format!("tcpshm-bench-{}-{case}-{dir}", std::process::id());
+/// A service of the bench with this `tag`: `tcpshm-bench-<tag>-<case>-<dir>`.
+fn service_name(tag: u32, case: &str, dir: &str) -> ServiceName {
+    let name = format!("tcpshm-bench-{tag}-{case}-{dir}");
     ServiceName::new(&name).expect("iceoryx2 service name")
 }
 
 impl Ends {
-    fn open(case: &str, send_to: &str, recv_from: &str, max_len: usize) -> Ends {
+    fn open(tag: u32, case: &str, send_to: &str, recv_from: &str, max_len: usize) -> Ends {
         set_log_level(LogLevel::Warn);
         let node = NodeBuilder::new().create::<ipc::Service>().expect("iceoryx2 node");
         let service = |dir: &str| {
-            node.service_builder(&service_name(case, dir))
+            node.service_builder(&service_name(tag, case, dir))
                 .publish_subscribe::<[u8]>()
                 .history_size(0)
                 .subscriber_max_buffer_size(1)
@@ -69,16 +69,17 @@ pub struct IceoryxServer {
     ends: Ends,
 }
 
-/// Both ends of an iceoryx2 ping-pong of `shape`'s messages, each to be
-/// made on its own thread (the ports of `ipc::Service` stay on theirs).
-pub fn client(shape: Shape) -> IceoryxClient {
-    let ends = Ends::open(&shape.name(), "a2b", "b2a", shape.max_body());
+/// Both ends of an iceoryx2 ping-pong of `shape`'s messages over the
+/// services of `tag`, each to be made on its own thread (the ports of
+/// `ipc::Service` stay on theirs) or process.
+pub fn client(tag: u32, shape: Shape) -> IceoryxClient {
+    let ends = Ends::open(tag, &shape.name(), "a2b", "b2a", shape.max_body());
     IceoryxClient { ends, msgs: Messages::new(shape), payload: vec![0x5a; shape.max_body()] }
 }
 
 /// See [`client`].
-pub fn server(shape: Shape) -> IceoryxServer {
-    IceoryxServer { ends: Ends::open(&shape.name(), "b2a", "a2b", shape.max_body()) }
+pub fn server(tag: u32, shape: Shape) -> IceoryxServer {
+    IceoryxServer { ends: Ends::open(tag, &shape.name(), "b2a", "a2b", shape.max_body()) }
 }
 
 impl PingClient for IceoryxClient {

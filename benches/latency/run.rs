@@ -2,7 +2,6 @@
 //! same two threads (one clock read per round trip), and what a streaming
 //! case reports.
 
-use std::sync::atomic::{AtomicBool, Ordering::Release};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -62,8 +61,8 @@ pub trait PingClient {
 
 /// The serving end of a ping-pong, driven on the server thread.
 pub trait PingServer {
-    /// Serves what the client's setup needs (a login) until `ready`.
-    fn setup(&mut self, _ready: &AtomicBool) {}
+    /// Serves what the client's setup needs (a login), until it is done.
+    fn setup(&mut self) {}
     /// Answers exactly `count` round trips.
     fn serve(&mut self, count: u64);
 }
@@ -126,35 +125,46 @@ impl RoundTrips {
         servers: Vec<StartServer<'a>>,
         clients: impl FnOnce() -> Vec<Box<dyn PingClient + 'a>>,
     ) -> Vec<Measured> {
-        let warm = self.warmup.div_ceil(self.segment);
-        let rounds = warm + self.count.div_ceil(self.segment);
-        let ready = &AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(move || {
                 let _exit = ExitOnPanic;
                 pin(pins.server);
-                let mut servers: Vec<_> = servers.into_iter().map(|start| start()).collect();
-                for server in &mut servers {
-                    server.setup(ready);
-                }
-                for _ in 0..rounds {
-                    for server in &mut servers {
-                        server.serve(self.segment + 1);
-                    }
-                }
+                self.serve_turns(servers.into_iter().map(|start| start()).collect());
             });
             let _exit = ExitOnPanic;
             pin(pins.client);
-            let mut clients = clients();
-            ready.store(true, Release);
-            let mut measured: Vec<_> = clients.iter().map(|_| Measured::new()).collect();
-            for round in 0..rounds {
-                for (client, m) in clients.iter_mut().zip(&mut measured) {
-                    client.segment(self.segment, (round >= warm).then_some(m));
-                }
-            }
-            measured
+            self.client_turns(clients())
         })
+    }
+
+    /// Segments in turn, then measured rounds.
+    fn rounds(&self) -> (u64, u64) {
+        let warm = self.warmup.div_ceil(self.segment);
+        (warm, warm + self.count.div_ceil(self.segment))
+    }
+
+    /// The server side of [`interleave`](Self::interleave), on this thread.
+    pub fn serve_turns(&self, mut servers: Vec<Box<dyn PingServer + '_>>) {
+        for server in &mut servers {
+            server.setup();
+        }
+        for _ in 0..self.rounds().1 {
+            for server in &mut servers {
+                server.serve(self.segment + 1);
+            }
+        }
+    }
+
+    /// The client side of [`interleave`](Self::interleave), on this thread.
+    pub fn client_turns(&self, mut clients: Vec<Box<dyn PingClient + '_>>) -> Vec<Measured> {
+        let (warm, rounds) = self.rounds();
+        let mut measured: Vec<_> = clients.iter().map(|_| Measured::new()).collect();
+        for round in 0..rounds {
+            for (client, m) in clients.iter_mut().zip(&mut measured) {
+                client.segment(self.segment, (round >= warm).then_some(m));
+            }
+        }
+        measured
     }
 }
 

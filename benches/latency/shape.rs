@@ -19,6 +19,17 @@ impl Shape {
         }
     }
 
+    /// The shape named `name` (as [`name`](Self::name) writes it).
+    pub fn parse(name: &str) -> Option<Shape> {
+        if name == "mix" {
+            return Some(Shape::EchoMix);
+        }
+        match name.strip_suffix("KiB") {
+            Some(k) => k.parse::<usize>().ok().map(|k| Shape::Fixed(k * 1024)),
+            None => name.strip_suffix('B')?.parse().ok().map(Shape::Fixed),
+        }
+    }
+
     /// Body bytes of a message of this shape, the largest for the mix.
     pub fn max_body(self) -> usize {
         match self {
