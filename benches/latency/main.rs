@@ -4,6 +4,7 @@
 //! cargo bench --bench latency -- [--quick] [--json FILE] [--hgrm DIR] [--svg FILE]
 //!                                [--pin CLIENT,SERVER | --no-pin] [--only GROUP,..]
 //!                                [--processes]
+//! cargo bench --bench latency -- --instructions N   (for callgrind: see ours.rs)
 //! ```
 //!
 //! Latency: ping-pong round trips between a client and a server thread,
@@ -228,8 +229,13 @@ fn throughput_cases(o: &Options) -> Vec<Throughput> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--serve") {
-        cases::serve_child(&args[2..]);
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => cases::serve_child(&args[2..]),
+        Some("--instructions") => {
+            let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage("--instructions N"));
+            return ours::instructions(n);
+        }
+        _ => {}
     }
     let o = Options::parse();
     let machine = machine();

@@ -239,26 +239,71 @@ pub struct OursClient {
     now: i64,
 }
 
-impl PingClient for OursClient {
+impl OursClient {
+    /// Sends the next message.
     #[inline]
-    fn round_trip(&mut self) {
+    fn send(&mut self) {
         let (msg_type, len) = self.msgs.next_msg();
         let mut slot = self.client.connection().alloc(len).expect("a ping-pong never fills the queue");
         slot.copy_from_slice(&self.payload[..len]);
         slot.push(msg_type);
-        while !self.h.echoed {
-            if self.use_shm {
-                self.client.poll_shm(&mut self.h);
-            } else {
-                self.client.poll_tcp(self.now, &mut self.h);
-            }
+    }
+
+    /// Polls for the echo once; true if it came (and was popped).
+    #[inline]
+    fn poll(&mut self) -> bool {
+        if self.use_shm {
+            self.client.poll_shm(&mut self.h);
+        } else {
+            self.client.poll_tcp(self.now, &mut self.h);
         }
-        self.h.echoed = false;
+        std::mem::take(&mut self.h.echoed)
+    }
+}
+
+impl PingClient for OursClient {
+    #[inline]
+    fn round_trip(&mut self) {
+        self.send();
+        while !self.poll() {}
     }
 
     fn maintain(&mut self) {
         self.now = now_ns();
         self.client.poll_tcp(self.now, &mut self.h);
+    }
+}
+
+/// `--instructions N`: N round trips of the echo mix over shared memory on
+/// this one thread (the client sends, the server polls, the client polls),
+/// for counting instructions, which unlike time are stable on a noisy
+/// machine:
+/// `valgrind --tool=callgrind --toggle-collect='*single_thread_round_trips*' <bench> --instructions N`
+/// gives the instructions of N round trips, both ends included.
+pub fn instructions(n: u64) {
+    let (ours, mut server) = Ours::echo(true);
+    let mut client = std::thread::scope(|s| {
+        let served = s.spawn(|| server.setup());
+        let client = ours.ping_client(Shape::EchoMix);
+        served.join().expect("server setup");
+        client
+    });
+    // The first round trips let the server's group adopt the connection.
+    single_thread_round_trips(&mut client, &mut server, 1000);
+    single_thread_round_trips(&mut client, &mut server, n);
+    println!("{} round trips on one thread", n + 1000);
+}
+
+#[inline(never)]
+fn single_thread_round_trips(client: &mut OursClient, server: &mut OursServer, n: u64) {
+    for _ in 0..n {
+        client.send();
+        loop {
+            server.server.poll_shm(0, &mut server.handler);
+            if client.poll() {
+                break;
+            }
+        }
     }
 }
 
