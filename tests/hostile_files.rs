@@ -51,15 +51,7 @@ fn garbage_client_queue_files_are_reported() {
     let srv_name = String::from_utf8(srv_name.into_iter().take_while(|&b| b != 0).collect()).unwrap();
     let file = ptcp_path(cdir.path(), "hf", &srv_name);
     let len = std::fs::metadata(&file).unwrap().len() as usize;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let random: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let random = support::random_bytes(len, 0x9e37_79b9_7f4a_7c15);
     let other_conf = {
         // A client of another Conf that knew the same server opens its file
         // at connect, before the login (which fails: nobody listens).

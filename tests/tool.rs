@@ -180,15 +180,7 @@ fn valid_file(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
 fn broken_files_are_reported_by_name_and_problem() {
     let dir = tempfile::tempdir().unwrap();
     let (good, bytes) = valid_file(dir.path(), "ok_peer.ptcp");
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let random: Vec<u8> = (0..bytes.len())
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let random = support::random_bytes(bytes.len(), 0x2545_f491_4f6c_dd1d);
     let with = |off: usize, patch: &[u8]| {
         let mut b = bytes.clone();
         b[off..off + patch.len()].copy_from_slice(patch);

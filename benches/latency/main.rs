@@ -35,6 +35,8 @@ mod report;
 mod run;
 mod shape;
 mod svg;
+#[path = "../../examples/common/sys.rs"]
+mod sys;
 
 use std::path::PathBuf;
 use std::time::Instant;

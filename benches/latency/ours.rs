@@ -3,13 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use tcpshm::{ClientHandler, Conf, Connection, Msg, ServerConf, ServerHandler, TcpShmClient, TcpShmServer};
 
 use crate::run::{pin, PingClient, PingServer, Pins, Stream, StreamResult};
 use crate::shape::{Messages, Shape};
+use crate::sys::now_ns;
 
 const SECOND: i64 = 1_000_000_000;
 
@@ -31,12 +31,6 @@ impl Conf for BenchConf {
 
 impl ServerConf for BenchConf {
     const NEW_CONNECTION_TIMEOUT: i64 = 3 * SECOND;
-}
-
-/// Nanoseconds since the first call: the `now` of the polls.
-fn now_ns() -> i64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as i64
 }
 
 /// Server polls between two reads of the clock (for heartbeats only).

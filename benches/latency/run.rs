@@ -15,16 +15,7 @@ pub struct Pins {
     pub server: Option<usize>,
 }
 
-/// Pins the calling thread to `cpu`.
-pub fn pin(cpu: Option<usize>) {
-    if let Some(cpu) = cpu {
-        let mut set = nix::sched::CpuSet::new();
-        let pinned = set.set(cpu).and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
-        if let Err(e) = pinned {
-            eprintln!("cannot pin to CPU {cpu}: {e}");
-        }
-    }
-}
+pub use crate::sys::pin;
 
 /// The client end of a ping-pong, driven on the client thread.
 pub trait PingClient {

@@ -18,7 +18,6 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
@@ -27,11 +26,9 @@ use tcpshm::{
 };
 use zerocopy::FromBytes;
 
-/// Nanoseconds since the first call: the `now` of every poll.
-pub fn now_ns() -> i64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as i64
-}
+#[path = "sys.rs"]
+mod sys;
+pub use sys::{now_ns, pin};
 
 const SECOND: i64 = 1_000_000_000;
 
@@ -54,16 +51,6 @@ impl Conf for EchoConf {
 
 impl ServerConf for EchoConf {
     const NEW_CONNECTION_TIMEOUT: i64 = 3 * SECOND;
-}
-
-/// Pins the calling thread to `cpu`.
-pub fn pin(cpu: Option<usize>) {
-    if let Some(cpu) = cpu {
-        let mut set = nix::sched::CpuSet::new();
-        if set.set(cpu).is_ok() {
-            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-        }
-    }
 }
 
 /// The server's handler: echoes every message back.

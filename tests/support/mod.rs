@@ -40,10 +40,24 @@ impl ServerConf for TestConf {
     const NEW_CONNECTION_TIMEOUT: i64 = 300 * MS;
 }
 
-/// Nanoseconds since the first call: the `now` of every poll.
+/// Nanoseconds since the first call: the `now` of every poll. (Not the
+/// examples' `sys::now_ns`: tests that load the echo pair load that too.)
 pub fn now_ns() -> i64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_nanos() as i64
+}
+
+/// `len` bytes of a fixed xorshift sequence from `seed` (nonzero): noise
+/// that is the same in every run.
+pub fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
 }
 
 /// Unique names for this process (shm objects and ports are global).
