@@ -15,11 +15,11 @@ use std::sync::atomic::{
     AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::run::{pin, PingClient, PingServer, Pins, Stream, StreamResult};
+use crate::run::{pin, PingClient, PingServer, Pins, Stream};
 use crate::shape::{frame_len, Messages, Shape};
 
 /// The two flags of a cache-line ping-pong, each on its own cache line.
@@ -214,8 +214,9 @@ impl PingServer for TcpServer {
 /// One-way streaming of `count` frames through a single-producer
 /// single-consumer byte ring of `ring` bytes: the producer copies each frame
 /// in and publishes every batch with one release store; the consumer reads
-/// each frame's length from its header, as a queue consumer must.
-pub fn memory_stream(stream: Stream, pins: Pins, ring: usize) -> StreamResult {
+/// each frame's length from its header, as a queue consumer must. Returns
+/// the time from the first frame written to the last one read.
+pub fn memory_stream(stream: Stream, pins: Pins, ring: usize) -> Duration {
     assert!(ring.is_power_of_two(), "the ring's size is a power of two");
     let buf: Vec<AtomicU64> = (0..ring / 8).map(|_| AtomicU64::new(0)).collect();
     let words = buf.len();
@@ -263,13 +264,14 @@ pub fn memory_stream(stream: Stream, pins: Pins, ring: usize) -> StreamResult {
             head.store(write, Release);
             sent += batch;
         }
-        StreamResult { start, end: consumer.join().expect("consumer thread") }
+        consumer.join().expect("consumer thread") - start
     })
 }
 
 /// One-way streaming of `count` frames over loopback TCP: the writer sends
-/// each batch of frames in one write, the reader counts bytes.
-pub fn tcp_stream(stream: Stream, pins: Pins) -> StreamResult {
+/// each batch of frames in one write, the reader counts bytes. Returns the
+/// time from the first write to the last byte read.
+pub fn tcp_stream(stream: Stream, pins: Pins) -> Duration {
     let (mut client, mut server) = loopback_pair();
     let mut msgs = Messages::new(stream.shape);
     let lens: Vec<usize> = (0..stream.count).map(|_| frame_len(msgs.next_msg().1)).collect();
@@ -303,6 +305,6 @@ pub fn tcp_stream(stream: Stream, pins: Pins) -> StreamResult {
             }
             write_full(&mut client, &out[..bytes]);
         }
-        StreamResult { start, end: reader.join().expect("reader thread") }
+        reader.join().expect("reader thread") - start
     })
 }

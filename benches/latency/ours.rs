@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tcpshm::{ClientHandler, Conf, Connection, Msg, ServerConf, ServerHandler, TcpShmClient, TcpShmServer};
 
-use crate::run::{pin, PingClient, PingServer, Pins, Stream, StreamResult};
+use crate::run::{pin, PingClient, PingServer, Pins, Stream};
 use crate::shape::{Messages, Shape};
 use crate::sys::now_ns;
 
@@ -123,6 +123,11 @@ impl OursServer {
 impl Server {
     fn echo() -> Server {
         Server { echo: true, logged_on: false, received: 0, target: u64::MAX, end: None }
+    }
+
+    /// Counts messages, noting when the `target`th arrives.
+    fn sink(target: u64) -> Server {
+        Server { echo: false, logged_on: false, received: 0, target, end: None }
     }
 }
 
@@ -270,10 +275,12 @@ impl PingClient for OursClient {
 
 /// `--instructions N`: N round trips of the echo mix over shared memory on
 /// this one thread (the client sends, the server polls, the client polls),
-/// for counting instructions, which unlike time are stable on a noisy
-/// machine:
+/// then N messages streamed over TCP, for counting instructions, which
+/// unlike time are stable on a noisy machine:
 /// `valgrind --tool=callgrind --toggle-collect='*single_thread_round_trips*' <bench> --instructions N`
-/// gives the instructions of N round trips, both ends included.
+/// gives the instructions of N round trips, both ends included;
+/// `--toggle-collect='*push_batch*'` (or `'*drain*'`) those of the
+/// streaming sender (receiver).
 pub fn instructions(n: u64) {
     let (ours, mut server) = Ours::echo(true);
     let mut client = std::thread::scope(|s| {
@@ -285,7 +292,39 @@ pub fn instructions(n: u64) {
     // The first round trips let the server's group adopt the connection.
     single_thread_round_trips(&mut client, &mut server, 1000);
     single_thread_round_trips(&mut client, &mut server, n);
-    println!("{} round trips on one thread", n + 1000);
+    println!("{} shm round trips on one thread", n + 1000);
+    single_thread_stream(n);
+}
+
+/// N messages of 16 bytes streamed over TCP in batches of 32 on this one
+/// thread: `push_batch` counts the sender's instructions, `drain` the
+/// receiver's (system calls excluded, as callgrind counts user space).
+fn single_thread_stream(n: u64) {
+    const BATCH: u64 = 32;
+    let (server_name, client_name) = names();
+    let mut server = OursServer::start(&server_name, false, Server::sink(u64::MAX));
+    let ours = Ours::new(server.addr(), server_name, client_name, false);
+    let mut streamer = std::thread::scope(|s| {
+        let served = s.spawn(|| server.setup());
+        let streamer = Streamer::new(&ours, Shape::Fixed(16));
+        served.join().expect("server setup");
+        streamer
+    });
+    let mut sent = 0;
+    while sent < n {
+        streamer.push_batch(BATCH);
+        sent += BATCH;
+        drain(&mut server, sent);
+    }
+    println!("{sent} TCP messages streamed on one thread");
+}
+
+/// Polls the server until it has received `count` messages.
+#[inline(never)]
+fn drain(server: &mut OursServer, count: u64) {
+    while server.handler.received < count {
+        server.server.poll_tcp(0, 0, &mut server.handler);
+    }
 }
 
 #[inline(never)]
@@ -301,15 +340,73 @@ fn single_thread_round_trips(client: &mut OursClient, server: &mut OursServer, n
     }
 }
 
+/// The sending end of a streaming case.
+struct Streamer {
+    client: TcpShmClient<BenchConf>,
+    h: Client,
+    msgs: Messages,
+    payload: Vec<u8>,
+    use_shm: bool,
+    polls: u32,
+    now: i64,
+}
+
+impl Streamer {
+    fn new(ours: &Ours, shape: Shape) -> Streamer {
+        let (client, h) = ours.connect();
+        let payload = vec![0x5au8; shape.max_body()];
+        Streamer { client, h, msgs: Messages::new(shape), payload, use_shm: ours.use_shm, polls: 0, now: now_ns() }
+    }
+
+    /// Queues `batch` messages, `push_more` for all but the last; when the
+    /// queue is full, reads the server's acks (TCP) or waits for its pops
+    /// (shm, polling the link for heartbeats now and then).
+    #[inline(never)]
+    fn push_batch(&mut self, batch: u64) {
+        for i in 0..batch {
+            let (msg_type, len) = self.msgs.next_msg();
+            loop {
+                if let Some(mut slot) = self.client.connection().alloc(len) {
+                    slot.copy_from_slice(&self.payload[..len]);
+                    if i + 1 == batch {
+                        slot.push(msg_type);
+                    } else {
+                        slot.push_more(msg_type);
+                    }
+                    break;
+                }
+                self.polls = self.polls.wrapping_add(1);
+                let tick = self.polls % POLLS_PER_TICK == 0;
+                if tick {
+                    self.now = now_ns();
+                }
+                if !self.use_shm || tick {
+                    self.client.poll_tcp(self.now, &mut self.h);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+
+    /// Polls the link until `stop`: what TCP could not send yet goes out
+    /// as the server acks.
+    fn flush_until(&mut self, stop: &AtomicBool) {
+        while !stop.load(Relaxed) {
+            self.client.poll_tcp(self.now, &mut self.h);
+        }
+    }
+}
+
 /// One-way streaming of the case's messages through tcpshm: `push_more`
-/// for all but the last of each batch, then `push`.
-pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (StreamResult, u64) {
-    let sink = Server { echo: false, logged_on: false, received: 0, target: stream.count, end: None };
+/// for all but the last of each batch, then `push`. Returns the time from
+/// the first push to the last message received, and the heap allocations
+/// made while pushing.
+pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (Duration, u64) {
     let (server_name, client_name) = names();
-    let mut server = OursServer::start(&server_name, use_shm, sink);
+    let mut server = OursServer::start(&server_name, use_shm, Server::sink(stream.count));
     let ours = Ours::new(server.addr(), server_name, client_name, use_shm);
     let stop = &AtomicBool::new(false);
-    let payload = vec![0x5au8; stream.shape.max_body()];
     std::thread::scope(|s| {
         let served = s.spawn(move || {
             pin(pins.server);
@@ -318,51 +415,18 @@ pub fn stream(stream: Stream, pins: Pins, use_shm: bool) -> (StreamResult, u64) 
             server.handler.end
         });
         pin(pins.client);
-        let (mut client, mut h) = ours.connect();
-        let mut msgs = Messages::new(stream.shape);
+        let mut streamer = Streamer::new(&ours, stream.shape);
         let allocs = crate::alloc::count();
         let start = Instant::now();
         let mut sent = 0;
-        let mut polls = 0u32;
-        let mut now = now_ns();
         while sent < stream.count {
             let batch = stream.batch.min(stream.count - sent);
-            let mut i = 0;
-            while i < batch {
-                let (msg_type, len) = msgs.next_msg();
-                loop {
-                    if let Some(mut slot) = client.connection().alloc(len) {
-                        slot.copy_from_slice(&payload[..len]);
-                        if i + 1 == batch {
-                            slot.push(msg_type);
-                        } else {
-                            slot.push_more(msg_type);
-                        }
-                        break;
-                    }
-                    // Full: read the server's acks (TCP) or wait for its pops
-                    // (shm, polling the link for heartbeats now and then).
-                    polls = polls.wrapping_add(1);
-                    let tick = polls % POLLS_PER_TICK == 0;
-                    if tick {
-                        now = now_ns();
-                    }
-                    if !use_shm || tick {
-                        client.poll_tcp(now, &mut h);
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-                i += 1;
-            }
+            streamer.push_batch(batch);
             sent += batch;
         }
         let allocs = crate::alloc::count() - allocs;
-        // What TCP could not send yet goes out as the server acks.
-        while !stop.load(Relaxed) {
-            client.poll_tcp(now, &mut h);
-        }
+        streamer.flush_until(stop);
         let end = served.join().expect("server thread").expect("the server received every message");
-        (StreamResult { start, end }, allocs)
+        (end - start, allocs)
     })
 }

@@ -166,9 +166,3 @@ pub struct Stream {
     pub count: u64,
     pub batch: u64,
 }
-
-/// When a streaming case's first message was pushed and its last received.
-pub struct StreamResult {
-    pub start: Instant,
-    pub end: Instant,
-}

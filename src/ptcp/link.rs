@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::marker::PhantomData;
 use std::net::TcpStream;
 
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 use super::queue::{AckError, PtcpQueue};
 use crate::conf::Conf;
@@ -254,8 +254,13 @@ impl<C: Conf> RecvBuf<C> {
         RecvBuf { buf: vec![0u64; C::TCP_RECV_BUF_INIT_SIZE / 8], read: 0, parsed: 0, filled: 0, _conf: PhantomData }
     }
 
+    /// The header at `off`, a multiple of 8 (frames are padded to 8): one
+    /// word of the buffer, read on every poll several times over.
+    #[inline]
     fn header_at(&self, off: usize) -> MsgHeader {
-        MsgHeader::read_from_prefix(&self.buf.as_bytes()[off..]).map(|(h, _)| h).unwrap_or_default().swap_wire::<C>()
+        let word: u64 = self.buf.get(off / 8).copied().unwrap_or_default();
+        let header: MsgHeader = zerocopy::transmute!(word);
+        header.swap_wire::<C>()
     }
 
     /// The complete message at `read` (the caller checked there is one).

@@ -372,9 +372,16 @@ impl<C: Conf> PtcpQueue<C> {
         (off, (self.pending_size as usize).saturating_sub(HEADER_SIZE))
     }
 
-    /// The body of the allocated message.
+    /// The body of the allocated message. The frame's last word is zeroed
+    /// first, so its padding goes out as zeros (the body, written over the
+    /// rest, never reaches it) without a variable-length fill per push.
     #[inline]
     pub(crate) fn pending_body(&mut self) -> &mut [u8] {
+        // pending_size >= HEADER_SIZE after an alloc, so the frame has a last word.
+        let last_word = self.pending_pos as usize * BLK + (self.pending_size as usize).saturating_sub(1) / BLK * BLK;
+        if let Some(last) = self.bytes_mut(last_word, BLK) {
+            last.copy_from_slice(&[0; BLK]);
+        }
         let (off, len) = self.pending_range();
         self.bytes_mut(off, len).unwrap_or_default()
     }
@@ -395,9 +402,8 @@ impl<C: Conf> PtcpQueue<C> {
         let pos = self.pending_pos;
         let blocks = size.div_ceil(BLK) as u32;
         let header = MsgHeader { size: size as u16, msg_type, ack_seq: self.ack_seq }.swap_wire::<C>();
-        if let Some(b) = self.bytes_mut(pos as usize * BLK, blocks as usize * BLK) {
-            b[..HEADER_SIZE].copy_from_slice(header.as_bytes());
-            b[size..].fill(0);
+        if let Some(b) = self.bytes_mut(pos as usize * BLK, HEADER_SIZE) {
+            b.copy_from_slice(header.as_bytes());
         }
         let (write_pos, wrap_pos) = if pos == self.write_pos {
             (pos + blocks, self.wrap_pos)
@@ -454,11 +460,19 @@ impl<C: Conf> PtcpQueue<C> {
     /// Applies the peer's ack: drops every message numbered below `ack`.
     /// Stale acks (at or below `seq_start`) are ignored, as resent messages
     /// carry the ack of their push time; acks beyond `seq_end` are refused.
+    #[inline]
     pub(crate) fn ack(&mut self, ack: u32) -> Result<(), AckError> {
+        // Every received header carries an ack, most of them stale.
         let n = ack.wrapping_sub(self.read_seq);
         if n as i32 <= 0 {
             return Ok(());
         }
+        self.drop_acked(ack, n)
+    }
+
+    /// Drops the `n` oldest messages, acked by `ack`.
+    #[inline(never)]
+    fn drop_acked(&mut self, ack: u32, n: u32) -> Result<(), AckError> {
         if n > self.msg_count {
             return Err(AckError::OutOfRange);
         }
@@ -560,6 +574,28 @@ mod tests {
             }
             q.sent(b.len());
             out.extend(b);
+        }
+    }
+
+    #[test]
+    fn padding_goes_out_zeroed_over_stale_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = PtcpQueue::<Small>::open(&dir.path().join("a_b.ptcp"), Durability::Never).unwrap();
+        // Fill the ring with 0xff, then lap it with odd-sized bodies.
+        let mut acked = 0;
+        while push(&mut q, 1, &[0xff; 16]) {
+            acked += 1;
+        }
+        drain(&mut q);
+        q.ack(acked).unwrap();
+        for len in [1, 5, 9, 15] {
+            assert!(push(&mut q, 2, &vec![7; len]));
+            let sent = drain(&mut q);
+            let frame = &frames(&sent)[0];
+            assert_eq!(frame.2, vec![7; len]);
+            assert!(sent[8 + len..].iter().all(|&b| b == 0), "padding of a {len}-byte body: {sent:?}");
+            acked += 1;
+            q.ack(acked).unwrap();
         }
     }
 
