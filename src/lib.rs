@@ -9,6 +9,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod msg;
+pub mod net;
 pub mod ptcp;
 pub mod server;
 pub mod shm;

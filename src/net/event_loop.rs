@@ -1,0 +1,574 @@
+//! The event loop: one per thread, on epoll through mio. An iteration runs
+//! the pre hook, waits for events (no longer than the next timer), reads
+//! and writes the ready sessions, accepts, fires due timers, and runs the
+//! post hook.
+
+use std::io;
+use std::mem;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::{Events, Poll, Token, Waker};
+
+use super::codec::{Frame, SharedCodec};
+use super::connect::Resolved;
+use super::ctx::{self, Core, Deferred, Due};
+pub use super::ctx::{Ctx, Session};
+use super::error::CloseReason;
+use super::handler::{Behaviour, Erased, Handler, Origin, Typed};
+use super::listener::{self, OUT_OF_FDS_PAUSE};
+use super::session::{BehaviourId, Phase, SessionId, WriteSide};
+use super::stream::Stream;
+use super::time::millis_ceil;
+use super::DecodeError;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Reads per session per event: a session with more waiting is read again
+/// next iteration, after the others had their turn.
+const READS_PER_EVENT: usize = 16;
+
+/// What a [`LoopHandle`] shares with its loop.
+pub(crate) struct Shared {
+    waker: Waker,
+    pub(crate) stop: AtomicBool,
+    woken: AtomicBool,
+    pub(crate) resolved: Arc<Mutex<Vec<Resolved>>>,
+}
+
+impl Shared {
+    pub(crate) fn wake(&self) {
+        // A failed wake means the loop's epoll is gone: nothing to wake.
+        let _ = self.waker.wake();
+    }
+}
+
+/// Wakes or stops a loop from any thread (uSockets' `us_wakeup_loop`).
+#[derive(Clone)]
+pub struct LoopHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl LoopHandle {
+    /// Wakes the loop; its [`on_wakeup`](EventLoop::on_wakeup) hook runs on
+    /// the loop's thread (once for any number of wakes before it runs).
+    pub fn wake(&self) {
+        self.shared.woken.store(true, SeqCst);
+        self.shared.wake();
+    }
+
+    /// Makes [`EventLoop::run`] return after its current iteration.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, SeqCst);
+        self.shared.wake();
+    }
+}
+
+type Hook = Box<dyn FnMut(&mut Ctx<'_>)>;
+
+/// A behaviour's handler and codec, kept apart from [`Core`] so a callback
+/// can hold `&mut Ctx` while the loop holds the handler and the packet.
+struct Slot {
+    handler: Box<dyn Erased>,
+    codec: SharedCodec,
+}
+
+/// An event loop and everything registered with it. Not `Send`: it lives on
+/// the thread that runs it; other threads reach it through a [`LoopHandle`].
+pub struct EventLoop {
+    poll: Poll,
+    events: Events,
+    core: Core,
+    behaviours: Vec<Slot>,
+    /// The one receive buffer of the loop: reads land here, and packets are
+    /// handed out from here without copying.
+    recv: Box<[u8]>,
+    on_wakeup: Option<Hook>,
+    pre: Option<Hook>,
+    post: Option<Hook>,
+}
+
+impl EventLoop {
+    /// A loop with a 64 KiB receive buffer.
+    pub fn new() -> io::Result<EventLoop> {
+        EventLoop::with_recv_buffer(64 << 10)
+    }
+
+    /// A loop whose shared receive buffer holds `bytes` (at least 1 KiB):
+    /// the most one read takes.
+    pub fn with_recv_buffer(bytes: usize) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let shared = Arc::new(Shared {
+            waker,
+            stop: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+            resolved: Arc::default(),
+        });
+        let core = Core::new(poll.registry().try_clone()?, shared);
+        Ok(EventLoop {
+            poll,
+            events: Events::with_capacity(1024),
+            core,
+            behaviours: Vec::new(),
+            recv: vec![0; bytes.max(1024)].into_boxed_slice(),
+            on_wakeup: None,
+            pre: None,
+            post: None,
+        })
+    }
+
+    /// Registers a behaviour; its id names it to listeners, connectors and
+    /// [`Ctx::adopt`].
+    pub fn add_behaviour<H: Handler>(&mut self, behaviour: Behaviour<H>) -> BehaviourId {
+        let id = BehaviourId(self.behaviours.len() as u32);
+        let codec = behaviour.opts.codec.clone();
+        self.core.opts.push(behaviour.opts);
+        self.behaviours.push(Slot { handler: Box::new(Typed::new(behaviour.handler)), codec });
+        id
+    }
+
+    /// The handler of behaviour `id`, if it is an `H` (to read or change
+    /// its state between runs).
+    pub fn handler_mut<H: Handler>(&mut self, id: BehaviourId) -> Option<&mut H> {
+        self.behaviours.get_mut(id.0 as usize)?.handler.handler_mut().downcast_mut()
+    }
+
+    /// The loop as callbacks see it, to listen, connect, send or add
+    /// timers from outside a callback.
+    pub fn ctx(&mut self) -> Ctx<'_> {
+        Ctx { core: &mut self.core }
+    }
+
+    /// A thread-safe handle that wakes or stops this loop.
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle { shared: self.core.shared.clone() }
+    }
+
+    /// Runs `hook` on the loop's thread after a [`LoopHandle::wake`].
+    pub fn on_wakeup(&mut self, hook: impl FnMut(&mut Ctx<'_>) + 'static) {
+        self.on_wakeup = Some(Box::new(hook));
+    }
+
+    /// Runs `hook` at the start of every iteration.
+    pub fn on_pre_iteration(&mut self, hook: impl FnMut(&mut Ctx<'_>) + 'static) {
+        self.pre = Some(Box::new(hook));
+    }
+
+    /// Runs `hook` at the end of every iteration.
+    pub fn on_post_iteration(&mut self, hook: impl FnMut(&mut Ctx<'_>) + 'static) {
+        self.post = Some(Box::new(hook));
+    }
+
+    /// Iterations run so far.
+    pub fn iteration(&self) -> u64 {
+        self.core.iteration
+    }
+
+    /// Takes over an open descriptor (an accepted socket, a pipe, one end
+    /// of a socketpair) as a session of `behaviour` (sock_manager's
+    /// `sm_add_accepted`); it opens with [`Origin::Adopted`].
+    pub fn adopt_fd(&mut self, behaviour: BehaviourId, fd: OwnedFd) -> io::Result<SessionId> {
+        if behaviour.0 as usize >= self.behaviours.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));
+        }
+        let id = self.core.insert(Stream::from_fd(fd)?, behaviour, Phase::Open)?;
+        self.core.open(id, Origin::Adopted);
+        self.settle();
+        Ok(id)
+    }
+
+    /// Runs iterations until stopped ([`Ctx::stop`], [`LoopHandle::stop`]).
+    pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            self.run_once(None)?;
+            if mem::take(&mut self.core.stopped) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one iteration, waiting at most `timeout` for events (`None`:
+    /// until an event or the next timer), like sock_manager's `sm_run2`.
+    /// Returns the number of events handled; stopping is noted for
+    /// [`run`](Self::run) and [`stopped`](Self::stopped).
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.core.clock.update();
+        self.hook(|l| &mut l.pre);
+        self.settle();
+        let wait = self.wait_time(timeout);
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(e) => return Err(e),
+        }
+        let now = self.core.clock.update();
+        let mut handled = 0;
+        let events = mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            handled += 1;
+            match event.token() {
+                WAKER => self.woken(),
+                Token(t) if t & 3 == 1 => self.accept(t >> 2),
+                Token(t) => {
+                    self.session_event(t >> 2, event.is_readable() || event.is_read_closed(), event.is_writable())
+                }
+            }
+            self.settle();
+        }
+        self.events = events;
+        for id in mem::take(&mut self.core.unread) {
+            self.read(id);
+            self.settle();
+        }
+        self.fire_timers(now);
+        self.hook(|l| &mut l.post);
+        self.core.iteration += 1;
+        Ok(handled)
+    }
+
+    /// Whether a stop was asked for and not yet consumed by [`run`](Self::run).
+    pub fn stopped(&self) -> bool {
+        self.core.stopped
+    }
+
+    /// Closes every session with [`CloseReason::Shutdown`] (their
+    /// `on_close` runs), listeners and connectors.
+    pub fn close_all(&mut self) {
+        let ids: Vec<SessionId> =
+            self.core.sessions.iter().map(|(i, s)| SessionId { index: i as u32, generation: s.generation }).collect();
+        for id in ids {
+            self.core.close(id, CloseReason::Shutdown);
+        }
+        for (_, mut l) in mem::take(&mut self.core.listeners) {
+            let _ = mio::event::Source::deregister(&mut l.listening, &self.core.registry);
+        }
+        self.core.connectors.clear();
+        self.settle();
+    }
+
+    fn wait_time(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if !self.core.unread.is_empty() || self.core.stopped {
+            return Some(Duration::ZERO);
+        }
+        let timer =
+            self.core.deadlines.next().map(|at| Duration::from_millis(at.saturating_sub(self.core.clock.now())));
+        match (timer, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn hook(&mut self, which: fn(&mut EventLoop) -> &mut Option<Hook>) {
+        if let Some(mut h) = which(self).take() {
+            h(&mut Ctx { core: &mut self.core });
+            *which(self) = Some(h);
+        }
+        self.settle();
+    }
+
+    fn woken(&mut self) {
+        if ctx::take_stop(&self.core.shared) {
+            self.core.stopped = true;
+        }
+        let resolved = mem::take(&mut *self.core.shared.resolved.lock().unwrap_or_else(|p| p.into_inner()));
+        for (index, generation, addrs) in resolved {
+            let Some(c) = self.core.connectors.get_mut(index).filter(|c| c.generation == generation) else { continue };
+            match addrs {
+                Ok(addrs) => {
+                    c.addrs = addrs;
+                    self.core.attempt(index);
+                }
+                Err(e) => self.core.deferred.push_back(Deferred::ConnectError(index, generation, e)),
+            }
+        }
+        if self.core.shared.woken.swap(false, SeqCst) {
+            self.hook(|l| &mut l.on_wakeup);
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(l) = self.core.listeners.get(index) else { return };
+            let behaviour = l.behaviour;
+            match l.listening.accept() {
+                Ok(stream) => match self.core.insert(stream, behaviour, Phase::Open) {
+                    Ok(id) => self.core.open(id, Origin::Accepted),
+                    Err(e) => self.accept_error(index, behaviour, e),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if listener::is_resource_exhaustion(&e) => {
+                    // Pause instead of spinning on a listener that stays readable.
+                    let l = &mut self.core.listeners[index];
+                    let _ = mio::event::Source::deregister(&mut l.listening, &self.core.registry);
+                    let at = self.core.clock.now() + millis_ceil(OUT_OF_FDS_PAUSE);
+                    self.core.deadlines.add(at, Due::ListenResume(index, l.generation));
+                    self.accept_error(index, behaviour, e);
+                    return;
+                }
+                Err(e) => self.accept_error(index, behaviour, e),
+            }
+            self.settle();
+        }
+    }
+
+    fn accept_error(&mut self, index: usize, behaviour: BehaviourId, e: io::Error) {
+        let paused = listener::is_resource_exhaustion(&e) && self.core.listeners.contains(index);
+        let pause = paused.then_some(OUT_OF_FDS_PAUSE);
+        let handler = &mut self.behaviours[behaviour.0 as usize].handler;
+        handler.accept_error(&mut Ctx { core: &mut self.core }, &e, pause);
+    }
+
+    fn session_event(&mut self, index: usize, readable: bool, writable: bool) {
+        let Some(s) = self.core.sessions.get(index) else { return };
+        let id = SessionId { index: index as u32, generation: s.generation };
+        if s.phase == Phase::Connecting {
+            match s.stream.connect_result() {
+                Ok(true) => self.connected(id),
+                Ok(false) => return,
+                Err(e) => return self.core.connect_failed(id, e),
+            }
+            self.settle();
+        }
+        if writable {
+            self.writable(id);
+        }
+        if readable {
+            self.read(id);
+        }
+    }
+
+    fn connected(&mut self, id: SessionId) {
+        let Some(s) = self.core.session(id) else { return };
+        s.peer = s.stream.peer();
+        if let Some(c) = s.connector.and_then(|c| self.core.connectors.get_mut(c)) {
+            c.opened();
+        }
+        self.core.open(id, Origin::Connected);
+    }
+
+    fn writable(&mut self, id: SessionId) {
+        let Some(s) = self.core.session(id) else { return };
+        if s.send.is_empty() || !s.is_live() || s.corked {
+            return;
+        }
+        if self.core.flush(id) {
+            let Some(s) = self.core.session(id) else { return };
+            if mem::take(&mut s.wants_writable) && s.is_live() {
+                let b = s.behaviour.0 as usize;
+                self.behaviours[b].handler.writable(&mut Session { cx: Ctx { core: &mut self.core }, id });
+            }
+        }
+    }
+
+    /// Reads until the socket is empty (or the per-event limit), handing
+    /// each complete packet to the handler.
+    fn read(&mut self, id: SessionId) {
+        for _ in 0..READS_PER_EVENT {
+            let now = self.core.clock.now();
+            let Some(s) = self.core.session(id) else { return };
+            if !s.is_live() || s.read_ended || s.phase != Phase::Open {
+                return;
+            }
+            match s.stream.read(&mut self.recv) {
+                Ok(0) => {
+                    s.read_ended = true;
+                    if s.write_side == WriteSide::Shut {
+                        self.core.close(id, CloseReason::Finished);
+                    } else {
+                        let b = s.behaviour.0 as usize;
+                        self.behaviours[b].handler.end(&mut Session { cx: Ctx { core: &mut self.core }, id });
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    s.touch(now);
+                    self.deliver(id, n);
+                    self.settle();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.core.close(id, CloseReason::ReadError(e)),
+            }
+        }
+        self.core.unread.push(id);
+    }
+
+    /// Hands the packets in the `n` bytes just read to the handler; what is
+    /// left of an incomplete packet waits in the session's partial buffer.
+    fn deliver(&mut self, id: SessionId, n: usize) {
+        let Some(s) = self.core.session(id) else { return };
+        let b = s.behaviour.0 as usize;
+        if s.partial.is_empty() {
+            let at = self.packets(id, b, None, n);
+            if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
+                s.partial.extend_from_slice(&self.recv[at..n]);
+            }
+        } else {
+            // A packet began in an earlier read: finish it in the partial buffer.
+            let mut partial = mem::take(&mut s.partial);
+            partial.extend_from_slice(&self.recv[..n]);
+            let len = partial.len();
+            let at = self.packets(id, b, Some(&partial), len);
+            if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
+                partial.drain(..at);
+                s.partial = partial;
+            }
+        }
+    }
+
+    /// Decodes and delivers packets from `partial` (or the receive buffer)
+    /// up to `len`; returns where the undelivered bytes start.
+    fn packets(&mut self, id: SessionId, b: usize, partial: Option<&[u8]>, len: usize) -> usize {
+        let bytes = partial.unwrap_or(&self.recv[..len]);
+        let slot = &mut self.behaviours[b];
+        let mut at = 0;
+        while at < len {
+            let rest = &bytes[at..len];
+            let frame = match slot.codec.decode(rest) {
+                Ok(Some(f)) if valid(f, rest.len()) => f,
+                Ok(Some(f)) => {
+                    let why = format!("the codec returned {f:?} for {} bytes", rest.len());
+                    self.core.close(id, CloseReason::Decode(DecodeError::Invalid(why)));
+                    return len;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.core.close(id, CloseReason::Decode(e));
+                    return len;
+                }
+            };
+            if !self.core.session(id).is_some_and(|s| s.is_live() && s.behaviour.0 as usize == b) {
+                break;
+            }
+            slot.handler.packet(&mut Session { cx: Ctx { core: &mut self.core }, id }, &rest[frame.start..frame.end]);
+            at += frame.consumed;
+            if !self.core.deferred.is_empty() {
+                // An adoption or a close: settle before the next packet.
+                break;
+            }
+        }
+        at
+    }
+
+    fn fire_timers(&mut self, now: u64) {
+        while let Some(due) = self.core.deadlines.pop_due(now) {
+            match due {
+                Due::User(id) => Core::fire_timer(&mut Ctx { core: &mut self.core }, id, now),
+                Due::Idle(id) => self.idle(id, now),
+                Due::ConnectTimeout(id) => {
+                    if self.core.session(id).is_some_and(|s| s.phase == Phase::Connecting) {
+                        self.core.connect_failed(id, io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                    }
+                }
+                Due::Reconnect(index, generation) => {
+                    if self.core.connectors.get(index).is_some_and(|c| c.generation == generation) {
+                        self.core.attempt(index);
+                    }
+                }
+                Due::ListenResume(index, generation) => {
+                    if let Some(l) = self.core.listeners.get_mut(index).filter(|l| l.generation == generation) {
+                        let token = ctx::listener_token(index);
+                        let _ = mio::event::Source::register(
+                            &mut l.listening,
+                            &self.core.registry,
+                            token,
+                            mio::Interest::READABLE,
+                        );
+                        self.accept(index);
+                    }
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn idle(&mut self, id: SessionId, now: u64) {
+        let Some(s) = self.core.session(id) else { return };
+        s.idle_queued = false;
+        if s.idle.is_none() || !s.is_live() {
+            return;
+        }
+        if s.idle_deadline > now {
+            // Traffic moved the deadline since this entry was queued.
+            self.core.queue_idle(id);
+            return;
+        }
+        let b = s.behaviour.0 as usize;
+        self.behaviours[b].handler.timeout(&mut Session { cx: Ctx { core: &mut self.core }, id });
+        self.core.arm_idle(id, now);
+    }
+
+    /// Does the work callbacks queued, until none is left.
+    fn settle(&mut self) {
+        while let Some(d) = self.core.deferred.pop_front() {
+            match d {
+                Deferred::Open(id, origin) => {
+                    let Some(b) = self.core.session(id).filter(|s| s.is_live()).map(|s| s.behaviour.0 as usize) else {
+                        continue;
+                    };
+                    self.behaviours[b].handler.open(&mut Session { cx: Ctx { core: &mut self.core }, id }, origin);
+                }
+                Deferred::Reap(id) => self.reap(id),
+                Deferred::Adopt(id, to) => self.adopt(id, to),
+                Deferred::ConnectError(index, generation, e) => self.connect_error(index, generation, e),
+            }
+        }
+    }
+
+    /// Removes a closed session, calls its `on_close`, and lets its
+    /// connector reconnect.
+    fn reap(&mut self, id: SessionId) {
+        if self.core.session(id).is_none() {
+            return;
+        }
+        let mut s = self.core.sessions.remove(id.index as usize);
+        let _ = mio::event::Source::deregister(&mut s.stream, &self.core.registry);
+        let reason = s.closing.take().unwrap_or(CloseReason::Closed);
+        let (b, connector) = (s.behaviour.0 as usize, s.connector);
+        drop(s);
+        self.behaviours[b].handler.close(&mut Ctx { core: &mut self.core }, id, &reason);
+        self.core.session_gone(id, connector);
+    }
+
+    fn adopt(&mut self, id: SessionId, to: BehaviourId) {
+        let idle = self.core.opts[to.0 as usize].idle.map(millis_ceil);
+        let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
+        let from = s.behaviour.0 as usize;
+        let Some(data) = self.behaviours[from].handler.take(id) else { return };
+        s.behaviour = to;
+        s.idle = idle;
+        let now = self.core.clock.now();
+        self.core.arm_idle(id, now);
+        let adopted =
+            self.behaviours[to.0 as usize].handler.adopt(&mut Session { cx: Ctx { core: &mut self.core }, id }, data);
+        if !adopted {
+            self.core.close(id, CloseReason::AdoptRefused);
+        } else if self.core.session(id).is_some_and(|s| !s.partial.is_empty()) {
+            // Bytes that arrived for the old behaviour go to the new one.
+            self.core.unread.push(id);
+        }
+    }
+
+    fn connect_error(&mut self, index: usize, generation: u32, e: io::Error) {
+        let Some(c) = self.core.connectors.get_mut(index).filter(|c| c.generation == generation) else { return };
+        let (b, target) = (c.behaviour.0 as usize, c.target.clone());
+        let retry = c.next_retry();
+        if retry.is_none() {
+            self.core.connectors.remove(index);
+        } else if let Some(delay) = retry {
+            let at = self.core.clock.now().saturating_add(millis_ceil(delay));
+            self.core.deadlines.add(at, Due::Reconnect(index, generation));
+        }
+        self.behaviours[b].handler.connect_error(&mut Ctx { core: &mut self.core }, &target, &e, retry);
+    }
+}
+
+/// Whether a codec's frame lies inside the `len` bytes it was shown and
+/// consumes some.
+fn valid(f: Frame, len: usize) -> bool {
+    f.start <= f.end && f.end <= f.consumed && f.consumed <= len && f.consumed > 0
+}

@@ -1,0 +1,128 @@
+//! The byte streams a session can run on: TCP, Unix-domain, or any other
+//! file descriptor handed over by the user (a pipe, a socketpair end).
+
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use mio::event::Source;
+use mio::net::{TcpStream, UnixStream};
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+/// Who is at the other end of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer.
+    Inet(SocketAddr),
+    /// A Unix-domain peer, with its path if it is bound to one.
+    Unix(Option<PathBuf>),
+    /// A descriptor the user handed over ([`EventLoop::adopt_fd`](super::EventLoop::adopt_fd)).
+    Fd,
+}
+
+/// A non-blocking stream registered with the loop.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Fd(File),
+}
+
+impl Stream {
+    /// Takes over `fd` (any readable/writable descriptor), made non-blocking.
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+        // socket2's fcntl(O_NONBLOCK) works on any descriptor; reads and
+        // writes then go through File, which does not assume a socket.
+        let s = socket2::Socket::from(fd);
+        s.set_nonblocking(true)?;
+        Ok(Stream::Fd(File::from(OwnedFd::from(s))))
+    }
+
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Fd(f) => f.read(buf),
+        }
+    }
+
+    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Fd(f) => f.write(buf),
+        }
+    }
+
+    pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Fd(f) => f.write_vectored(bufs),
+        }
+    }
+
+    /// Sends FIN (a descriptor that is not a socket has no half-close: Ok).
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            Stream::Fd(_) => Ok(()),
+        }
+    }
+
+    /// A connect's outcome: the socket's pending error, or whether it is
+    /// connected (`Ok(false)`: still in progress).
+    pub(crate) fn connect_result(&self) -> io::Result<bool> {
+        let (err, peer) = match self {
+            Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+            Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+            Stream::Fd(_) => return Ok(true),
+        };
+        if let Some(e) = err {
+            return Err(e);
+        }
+        match peer {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn peer(&self) -> Peer {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map(Peer::Inet).unwrap_or(Peer::Fd),
+            Stream::Unix(s) => Peer::Unix(s.peer_addr().ok().and_then(|a| a.as_pathname().map(Into::into))),
+            Stream::Fd(_) => Peer::Fd,
+        }
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interests),
+            Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Fd(f) => SourceFd(&f.as_raw_fd()).register(registry, token, interests),
+        }
+    }
+
+    fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Fd(f) => SourceFd(&f.as_raw_fd()).reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+            Stream::Unix(s) => s.deregister(registry),
+            Stream::Fd(f) => SourceFd(&f.as_raw_fd()).deregister(registry),
+        }
+    }
+}

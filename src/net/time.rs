@@ -1,0 +1,116 @@
+//! The loop's one timer structure: a binary heap of deadlines in
+//! milliseconds since the loop started (a `u64`: no wrap-around in any
+//! lifetime), for user timers, session idle timeouts, connect timeouts,
+//! reconnects and listener back-off alike. O(log n) to add and to fire.
+//!
+//! Cancelling is lazy: the owner of a key (user timer, session, ...) keeps
+//! the truth, and a popped key that no longer matches it is skipped. So a
+//! session's idle timeout costs nothing per packet: traffic moves the
+//! session's own deadline, and the heap entry, when it comes due, is pushed
+//! again to wherever that deadline has moved.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the loop started.
+pub(crate) type Millis = u64;
+
+/// Whole milliseconds of `d`, rounded up so that a timer never fires early,
+/// saturating (a `Duration` beyond 584 million years never fires).
+pub(crate) fn millis_ceil(d: Duration) -> Millis {
+    let ms = d.as_millis();
+    let ms = if d.subsec_nanos() % 1_000_000 != 0 { ms + 1 } else { ms };
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// The loop's clock, read once per iteration and after waiting.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    start: Instant,
+    now: Millis,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock { start: Instant::now(), now: 0 }
+    }
+
+    /// Reads the time; returns it.
+    pub(crate) fn update(&mut self) -> Millis {
+        self.now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.now
+    }
+
+    /// The time of the last [`update`](Self::update).
+    pub(crate) fn now(&self) -> Millis {
+        self.now
+    }
+}
+
+/// Deadlines of keys `K`, earliest first; equal deadlines in the order they
+/// were added.
+#[derive(Debug)]
+pub(crate) struct Deadlines<K: Ord> {
+    heap: BinaryHeap<Reverse<(Millis, u64, K)>>,
+    added: u64,
+}
+
+impl<K: Ord + Copy> Deadlines<K> {
+    pub(crate) fn new() -> Self {
+        Deadlines { heap: BinaryHeap::new(), added: 0 }
+    }
+
+    /// `key` comes due at `at`.
+    pub(crate) fn add(&mut self, at: Millis, key: K) {
+        self.added += 1;
+        self.heap.push(Reverse((at, self.added, key)));
+    }
+
+    /// The earliest deadline, if any.
+    pub(crate) fn next(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The earliest key due at or before `now`, removed.
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<K> {
+        match self.heap.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, _, k))| k),
+            _ => None,
+        }
+    }
+
+    /// Entries held, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_deadline_order_then_insertion_order() {
+        let mut d = Deadlines::new();
+        for (at, k) in [(30, 'a'), (10, 'b'), (20, 'c'), (10, 'd'), (u64::MAX, 'e')] {
+            d.add(at, k);
+        }
+        assert_eq!(d.next(), Some(10));
+        assert_eq!(d.pop_due(9), None);
+        let fired: Vec<char> = std::iter::from_fn(|| d.pop_due(30)).collect();
+        assert_eq!(fired, ['b', 'd', 'c', 'a']);
+        assert_eq!(d.pop_due(u64::MAX - 1), None);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn millis_round_up_and_saturate() {
+        assert_eq!(millis_ceil(Duration::ZERO), 0);
+        assert_eq!(millis_ceil(Duration::from_micros(1)), 1);
+        assert_eq!(millis_ceil(Duration::from_millis(5)), 5);
+        assert_eq!(millis_ceil(Duration::from_micros(5001)), 6);
+        assert_eq!(millis_ceil(Duration::MAX), u64::MAX);
+    }
+}
