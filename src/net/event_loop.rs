@@ -423,7 +423,10 @@ impl EventLoop {
     /// Decodes and delivers packets from `partial` (or the receive buffer)
     /// up to `len`; returns where the undelivered bytes start.
     fn packets(&mut self, id: SessionId, b: usize, partial: Option<&[u8]>, len: usize) -> usize {
-        let bytes = partial.unwrap_or(&self.recv[..len]);
+        let bytes = match partial {
+            Some(p) => p,
+            None => &self.recv[..len],
+        };
         let slot = &mut self.behaviours[b];
         let mut at = 0;
         while at < len {
