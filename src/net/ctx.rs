@@ -490,7 +490,11 @@ impl Ctx<'_> {
     /// take over, its [`on_adopt`](super::Handler::on_adopt) receiving the
     /// session's data. TLS and WebSocket upgrades are built on this.
     pub fn adopt(&mut self, id: SessionId, behaviour: BehaviourId) {
-        if (behaviour.0 as usize) < self.core.opts.len() {
+        if (behaviour.0 as usize) >= self.core.opts.len() {
+            return;
+        }
+        if let Some(s) = self.core.session(id).filter(|s| s.is_live() && !s.adopting) {
+            s.adopting = true;
             self.core.deferred.push_back(Deferred::Adopt(id, behaviour));
         }
     }

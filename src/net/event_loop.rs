@@ -401,22 +401,27 @@ impl EventLoop {
     /// left of an incomplete packet waits in the session's partial buffer.
     fn deliver(&mut self, id: SessionId, n: usize) {
         let Some(s) = self.core.session(id) else { return };
-        let b = s.behaviour.0 as usize;
-        if s.partial.is_empty() {
-            let at = self.packets(id, b, None, n);
-            if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
-                s.partial.extend_from_slice(&self.recv[at..n]);
-            }
-        } else {
+        if !s.partial.is_empty() {
             // A packet began in an earlier read: finish it in the partial buffer.
-            let mut partial = mem::take(&mut s.partial);
-            partial.extend_from_slice(&self.recv[..n]);
-            let len = partial.len();
-            let at = self.packets(id, b, Some(&partial), len);
-            if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
-                partial.drain(..at);
-                s.partial = partial;
-            }
+            s.partial.extend_from_slice(&self.recv[..n]);
+            return self.deliver_partial(id);
+        }
+        let b = s.behaviour.0 as usize;
+        let at = self.packets(id, b, None, n);
+        if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
+            s.partial.extend_from_slice(&self.recv[at..n]);
+        }
+    }
+
+    /// Delivers the packets the session's partial buffer completes.
+    fn deliver_partial(&mut self, id: SessionId) {
+        let Some(s) = self.core.session(id) else { return };
+        let b = s.behaviour.0 as usize;
+        let partial = mem::take(&mut s.partial);
+        let at = self.packets(id, b, Some(&partial), partial.len());
+        if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
+            s.partial = partial;
+            s.partial.drain(..at);
         }
     }
 
@@ -444,13 +449,10 @@ impl EventLoop {
                     return len;
                 }
             };
-            if !self.core.session(id).is_some_and(|s| s.is_live() && s.behaviour.0 as usize == b) {
-                break;
-            }
             slot.handler.packet(&mut Session { cx: Ctx { core: &mut self.core }, id }, &rest[frame.start..frame.end]);
             at += frame.consumed;
-            if !self.core.deferred.is_empty() {
-                // An adoption or a close: settle before the next packet.
+            if !self.core.session(id).is_some_and(|s| s.is_live() && !s.adopting) {
+                // Closing, or the rest belongs to the behaviour it moves to.
                 break;
             }
         }
@@ -541,6 +543,7 @@ impl EventLoop {
         let idle = self.core.opts[to.0 as usize].idle.map(millis_ceil);
         let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
         let from = s.behaviour.0 as usize;
+        s.adopting = false;
         let Some(data) = self.behaviours[from].handler.take(id) else { return };
         s.behaviour = to;
         s.idle = idle;
@@ -550,9 +553,9 @@ impl EventLoop {
             self.behaviours[to.0 as usize].handler.adopt(&mut Session { cx: Ctx { core: &mut self.core }, id }, data);
         if !adopted {
             self.core.close(id, CloseReason::AdoptRefused);
-        } else if self.core.session(id).is_some_and(|s| !s.partial.is_empty()) {
-            // Bytes that arrived for the old behaviour go to the new one.
-            self.core.unread.push(id);
+        } else {
+            // Bytes that arrived behind the packet that moved it go to the new behaviour.
+            self.deliver_partial(id);
         }
     }
 

@@ -141,6 +141,8 @@ pub(crate) struct SessionState {
     pub(crate) idle_queued: bool,
     /// The connector that made this session (it reconnects when it closes).
     pub(crate) connector: Option<usize>,
+    /// Moving to another behaviour: packets after the current one wait for it.
+    pub(crate) adopting: bool,
 }
 
 impl SessionState {
@@ -163,6 +165,7 @@ impl SessionState {
             idle_deadline: 0,
             idle_queued: false,
             connector: None,
+            adopting: false,
         }
     }
 
