@@ -14,17 +14,20 @@ use mio::{Events, Poll, Token, Waker};
 
 use super::codec::{Frame, SharedCodec};
 use super::connect::Resolved;
-use super::ctx::{self, Core, Deferred, Due};
+use super::core::{self, Core, Deferred, Due};
 pub use super::ctx::{Ctx, Session};
+use super::dispatch::{self, Dispatcher, Forwarder};
 use super::error::CloseReason;
 use super::handler::{Behaviour, Erased, Handler, Origin, Typed};
 use super::listener::{self, OUT_OF_FDS_PAUSE};
 use super::session::{BehaviourId, Phase, SessionId, WriteSide};
+use super::signal::SignalHooks;
 use super::stream::Stream;
 use super::time::millis_ceil;
 use super::DecodeError;
 
 const WAKER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Reads per session per event: a session with more waiting is read again
 /// next iteration, after the others had their turn.
@@ -86,8 +89,11 @@ pub struct EventLoop {
     /// handed out from here without copying.
     recv: Box<[u8]>,
     on_wakeup: Option<Hook>,
+    /// The loop's own work on a wake (dispatch commands), before the user's hook.
+    wake_tasks: Vec<Hook>,
     pre: Option<Hook>,
     post: Option<Hook>,
+    signals: SignalHooks,
 }
 
 impl EventLoop {
@@ -115,8 +121,10 @@ impl EventLoop {
             behaviours: Vec::new(),
             recv: vec![0; bytes.max(1024)].into_boxed_slice(),
             on_wakeup: None,
+            wake_tasks: Vec::new(),
             pre: None,
             post: None,
+            signals: SignalHooks::default(),
         })
     }
 
@@ -128,6 +136,20 @@ impl EventLoop {
         self.core.opts.push(behaviour.opts);
         self.behaviours.push(Slot { handler: Box::new(Typed::new(behaviour.handler)), codec });
         id
+    }
+
+    /// Adds a behaviour in dispatch mode (sock_manager's
+    /// `sm_upgrade_dispatch_model`): its packets are copied to worker
+    /// threads as [`Event`]s, and workers send through the returned
+    /// [`Dispatcher`] (clone it per worker). `options` sets the codec and
+    /// limits, as for any behaviour.
+    pub fn add_dispatch(
+        &mut self,
+        options: impl FnOnce(Behaviour<Forwarder>) -> Behaviour<Forwarder>,
+    ) -> (BehaviourId, Dispatcher) {
+        let (forwarder, dispatcher, run_commands) = dispatch::parts(self.handle());
+        self.wake_tasks.push(Box::new(run_commands));
+        (self.add_behaviour(options(Behaviour::new(forwarder))), dispatcher)
     }
 
     /// The handler of behaviour `id`, if it is an `H` (to read or change
@@ -150,6 +172,13 @@ impl EventLoop {
     /// Runs `hook` on the loop's thread after a [`LoopHandle::wake`].
     pub fn on_wakeup(&mut self, hook: impl FnMut(&mut Ctx<'_>) + 'static) {
         self.on_wakeup = Some(Box::new(hook));
+    }
+
+    /// Calls `hook` on the loop's thread when `signal` (`libc::SIGINT`,
+    /// `SIGTERM`, `SIGHUP`, ...) arrives, instead of its default action.
+    /// SIGKILL, SIGSTOP and the fault signals are refused (`InvalidInput`).
+    pub fn on_signal(&mut self, signal: i32, hook: impl FnMut(&mut Ctx<'_>, i32) + 'static) -> io::Result<()> {
+        self.signals.add(self.poll.registry(), SIGNALS, signal, Box::new(hook))
     }
 
     /// Runs `hook` at the start of every iteration.
@@ -211,6 +240,7 @@ impl EventLoop {
             handled += 1;
             match event.token() {
                 WAKER => self.woken(),
+                SIGNALS => self.signals.dispatch(&mut Ctx { core: &mut self.core }),
                 Token(t) if t & 3 == 1 => self.accept(t >> 2),
                 Token(t) => {
                     self.session_event(t >> 2, event.is_readable() || event.is_read_closed(), event.is_writable())
@@ -270,7 +300,7 @@ impl EventLoop {
     }
 
     fn woken(&mut self) {
-        if ctx::take_stop(&self.core.shared) {
+        if core::take_stop(&self.core.shared) {
             self.core.stopped = true;
         }
         let resolved = mem::take(&mut *self.core.shared.resolved.lock().unwrap_or_else(|p| p.into_inner()));
@@ -285,6 +315,10 @@ impl EventLoop {
             }
         }
         if self.core.shared.woken.swap(false, SeqCst) {
+            for task in &mut self.wake_tasks {
+                task(&mut Ctx { core: &mut self.core });
+            }
+            self.settle();
             self.hook(|l| &mut l.on_wakeup);
         }
     }
@@ -476,7 +510,7 @@ impl EventLoop {
                 }
                 Due::ListenResume(index, generation) => {
                     if let Some(l) = self.core.listeners.get_mut(index).filter(|l| l.generation == generation) {
-                        let token = ctx::listener_token(index);
+                        let token = core::listener_token(index);
                         let _ = mio::event::Source::register(
                             &mut l.listening,
                             &self.core.registry,

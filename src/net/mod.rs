@@ -77,18 +77,23 @@
 
 mod codec;
 mod connect;
+mod core;
 mod ctx;
+mod dispatch;
 mod error;
 mod event_loop;
 mod handler;
 mod listener;
 mod session;
+mod signal;
 mod stream;
 mod time;
 
+pub use self::core::{Repeat, TimerId};
 pub use codec::{Affix, ByteOrder, Codec, DecodeError, Frame, Framing, LengthPrefixed, Raw, TooLarge};
 pub use connect::{Backoff, ConnectOptions, ConnectorId, Target};
-pub use ctx::{Ctx, Repeat, Session, TimerId};
+pub use ctx::{Ctx, Session};
+pub use dispatch::{Dispatcher, Event, Forwarder};
 pub use error::{CloseReason, SendError};
 pub use event_loop::{EventLoop, LoopHandle};
 pub use handler::{Behaviour, Handler, Origin};
