@@ -26,8 +26,13 @@ use tcpshm::{
 };
 use zerocopy::FromBytes;
 
+#[path = "args.rs"]
+mod args;
 #[path = "sys.rs"]
 mod sys;
+// The examples read flags through here; the tests that load this file do not.
+#[allow(unused_imports)]
+pub use args::Args;
 pub use sys::{now_ns, pin};
 
 const SECOND: i64 = 1_000_000_000;
@@ -128,38 +133,6 @@ pub fn run_server<C: ServerConf>(server: TcpShmServer<C>, stop: &AtomicBool, pin
 pub fn remove_shm(client: &str, server: &str) {
     let _ = std::fs::remove_file(tcpshm::shm::shm_path(client, server));
     let _ = std::fs::remove_file(tcpshm::shm::shm_path(server, client));
-}
-
-/// A simple `--flag value` reader over the program's arguments.
-pub struct Args(Vec<String>);
-
-impl Args {
-    pub fn from_env() -> Self {
-        Args(std::env::args().skip(1).collect())
-    }
-
-    /// Whether `--flag` is present.
-    pub fn flag(&self, flag: &str) -> bool {
-        self.0.iter().any(|a| a == flag)
-    }
-
-    /// The value after `--flag`, parsed, or `default`.
-    pub fn value<T: std::str::FromStr>(&self, flag: &str, default: T) -> T {
-        let pos = self.0.iter().position(|a| a == flag);
-        match pos.and_then(|i| self.0.get(i + 1)) {
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                eprintln!("bad value for {flag}: {v}");
-                std::process::exit(2)
-            }),
-            None => default,
-        }
-    }
-
-    /// The value after `--flag`, if given.
-    pub fn opt<T: std::str::FromStr>(&self, flag: &str) -> Option<T> {
-        let pos = self.0.iter().position(|a| a == flag)?;
-        self.0.get(pos + 1)?.parse().ok()
-    }
 }
 
 /// The client's counters, memory-mapped so they survive a crash.

@@ -196,7 +196,7 @@ impl Ctx<'_> {
     }
 
     /// Connects to `target` for a session of `behaviour`, without blocking:
-    /// the session opens with [`Origin::Connected`], or
+    /// the session opens with [`Origin::Connected`](super::Origin::Connected), or
     /// [`on_connect_error`](super::Handler::on_connect_error) says why not.
     pub fn connect(&mut self, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> ConnectorId {
         let generation = self.core.next_generation();
