@@ -77,6 +77,7 @@ pub struct Recorder {
     pub packets: Vec<Vec<u8>>,
     pub closed: Vec<(SessionId, &'static str)>,
     pub connect_errors: Vec<(std::io::ErrorKind, Option<Duration>)>,
+    pub accept_errors: Vec<(Option<i32>, Option<Duration>)>,
 }
 
 impl Handler for Recorder {
@@ -102,6 +103,10 @@ impl Handler for Recorder {
         retry: Option<Duration>,
     ) {
         self.connect_errors.push((error.kind(), retry));
+    }
+
+    fn on_accept_error(&mut self, _: &mut Ctx<'_>, error: &std::io::Error, pause: Option<Duration>) {
+        self.accept_errors.push((error.raw_os_error(), pause));
     }
 }
 
