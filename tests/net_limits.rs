@@ -5,7 +5,6 @@ mod net_common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use net_common::{run_until, Recorder};
@@ -77,7 +76,7 @@ fn a_pipe_is_a_session_too() {
     let rec = el.add_behaviour(Behaviour::new(Recorder::default()));
     let (read, write) = nix::unistd::pipe().unwrap();
     el.adopt_fd(rec, read).unwrap();
-    let mut write = std::fs::File::from(OwnedFd::from(write));
+    let mut write = std::fs::File::from(write);
     write.write_all(b"through a pipe").unwrap();
     run_until(&mut el, "the bytes", |el| !el.handler_mut::<Recorder>(rec).unwrap().packets.is_empty());
     assert_eq!(el.handler_mut::<Recorder>(rec).unwrap().packets, [b"through a pipe".to_vec()]);
