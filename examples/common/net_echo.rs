@@ -41,9 +41,10 @@ impl Handler for EchoServer {
 }
 
 /// Ping-pongs `count` packets of `size` bytes on every connection (the first
-/// 8 bytes carry the send time), then closes it; stops the loop when all
-/// `conns` are done.
+/// 8 bytes carry the send time), then closes it (or, with `keep_open`,
+/// leaves it idle); stops the loop when all `conns` are done.
 pub struct EchoClient {
+    pub keep_open: bool,
     pub size: usize,
     pub count: u64,
     pub conns: usize,
@@ -59,6 +60,7 @@ pub struct EchoClient {
 impl EchoClient {
     pub fn new(conns: usize, count: u64, size: usize) -> Self {
         EchoClient {
+            keep_open: false,
             size: size.max(8),
             count,
             conns,
@@ -81,12 +83,17 @@ impl EchoClient {
         }
     }
 
-    /// Echoes per second over the whole run.
-    pub fn rate(&self) -> f64 {
+    /// Seconds from the first open to the last echo.
+    pub fn echo_secs(&self) -> f64 {
         match (self.started, self.finished) {
-            (Some(a), Some(b)) => self.rtt_ns.len() as f64 / (b - a).as_secs_f64().max(1e-9),
+            (Some(a), Some(b)) => (b - a).as_secs_f64(),
             _ => 0.0,
         }
+    }
+
+    /// Echoes per second over the whole run.
+    pub fn rate(&self) -> f64 {
+        self.rtt_ns.len() as f64 / self.echo_secs().max(1e-9)
     }
 
     fn finish_one(&mut self, cx: &mut Ctx<'_>) {
@@ -115,6 +122,8 @@ impl Handler for EchoClient {
         *received += 1;
         if *received < self.count {
             self.send(s);
+        } else if self.keep_open {
+            self.finish_one(s);
         } else {
             s.close();
         }
