@@ -14,14 +14,14 @@
 //!      +-------------------(ctl: disconnect reported)----------------+
 //! ```
 
-#[cfg(loom)]
+#[cfg(tcpshm_loom)]
 use loom::cell::UnsafeCell;
-#[cfg(loom)]
+#[cfg(tcpshm_loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU8};
-#[cfg(not(loom))]
+#[cfg(not(tcpshm_loom))]
 use std::cell::UnsafeCell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-#[cfg(not(loom))]
+#[cfg(not(tcpshm_loom))]
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8};
 
 /// Who owns a slot.
@@ -75,10 +75,10 @@ impl<T> HandoffCell<T> {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        #[cfg(loom)]
+        #[cfg(tcpshm_loom)]
         // SAFETY: callers hold ownership per the state word (see the contracts).
         return self.value.with_mut(|p| f(unsafe { &mut *p }));
-        #[cfg(not(loom))]
+        #[cfg(not(tcpshm_loom))]
         // SAFETY: callers hold ownership per the state word (see the contracts).
         f(unsafe { &mut *self.value.get() })
     }
@@ -161,7 +161,7 @@ impl Signal {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, tcpshm_loom))]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;

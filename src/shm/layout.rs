@@ -18,7 +18,7 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-#[cfg(not(loom))]
+#[cfg(not(tcpshm_loom))]
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use memmap2::MmapRaw;
@@ -65,12 +65,12 @@ impl ProducerWord {
 
 /// A mapped queue object: `blocks() * 64` bytes of blocks and two indices.
 pub(crate) struct ShmRegion {
-    #[cfg(not(loom))]
+    #[cfg(not(tcpshm_loom))]
     map: MmapRaw,
     /// Under loom both ends share one mapping and one model of it.
-    #[cfg(loom)]
+    #[cfg(tcpshm_loom)]
     map: std::sync::Arc<MmapRaw>,
-    #[cfg(loom)]
+    #[cfg(tcpshm_loom)]
     model: std::sync::Arc<loom_model::Model>,
     /// The first block and the trailer, inside `map`: the hot path computes
     /// every address from these instead of asking the mapping each time.
@@ -111,7 +111,7 @@ impl ShmRegion {
         Ok(Self::from_map(map, queue_size))
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(tcpshm_loom))]
     fn from_map(map: MmapRaw, queue_size: usize) -> Self {
         let (base, trailer, mask) = Self::addresses(&map, queue_size);
         ShmRegion { map, base, trailer, mask }
@@ -147,9 +147,9 @@ impl ShmRegion {
     /// recorded, and the model fails if it races with the other end.
     #[inline]
     pub(crate) fn write_ptr(&self, idx: u32, count: u32) -> *mut u8 {
-        #[cfg(loom)]
+        #[cfg(tcpshm_loom)]
         self.model.access(idx, count, self.blocks(), true);
-        #[cfg(not(loom))]
+        #[cfg(not(tcpshm_loom))]
         let _ = count;
         self.block_ptr(idx)
     }
@@ -158,9 +158,9 @@ impl ShmRegion {
     /// blocks after it (which must not wrap); recorded under loom.
     #[inline]
     pub(crate) fn read_ptr(&self, idx: u32, count: u32) -> *const u8 {
-        #[cfg(loom)]
+        #[cfg(tcpshm_loom)]
         self.model.access(idx, count, self.blocks(), false);
-        #[cfg(not(loom))]
+        #[cfg(not(tcpshm_loom))]
         let _ = count;
         self.block_ptr(idx)
     }
@@ -170,7 +170,7 @@ impl ShmRegion {
     /// nothing the other end could observe, and may be ignored.
     #[inline]
     pub(crate) fn prefetch(&self, idx: u32, write: bool) {
-        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        #[cfg(all(target_arch = "x86_64", not(tcpshm_loom)))]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
             let p = self.block_ptr(idx) as *const i8;
@@ -184,13 +184,13 @@ impl ShmRegion {
                 }
             }
         }
-        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        #[cfg(not(all(target_arch = "x86_64", not(tcpshm_loom))))]
         let _ = (idx, write);
     }
 
     /// The producer's word: write_idx and the consumed mark, stored together.
     /// This process always accesses it as one 64-bit atomic, never in halves.
-    #[cfg(not(loom))]
+    #[cfg(not(tcpshm_loom))]
     #[inline]
     pub(crate) fn producer(&self) -> &AtomicU64 {
         // Every process touches this word only atomically (a C++ peer through
@@ -202,7 +202,7 @@ impl ShmRegion {
     }
 
     /// The consumer's free-running block index.
-    #[cfg(not(loom))]
+    #[cfg(not(tcpshm_loom))]
     #[inline]
     pub(crate) fn read_idx(&self) -> &AtomicU32 {
         // SAFETY: as in `producer`, at a 4-aligned offset of the trailer.
@@ -212,7 +212,7 @@ impl ShmRegion {
     /// Zeroes the whole object (a reset after the peer's name changed).
     /// Only while neither side is using it: the login handshake guarantees it.
     pub(crate) fn zero(&mut self) {
-        #[cfg(loom)]
+        #[cfg(tcpshm_loom)]
         {
             self.model.access(0, self.blocks(), self.blocks(), true);
             self.model.producer.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -224,7 +224,7 @@ impl ShmRegion {
     }
 }
 
-/// What loom sees of a region (`--cfg loom` builds only): the two index
+/// What loom sees of a region (`--cfg tcpshm_loom` builds only): the two index
 /// words are loom atomics (so loom explores every value a load may return
 /// under the memory model) and each block has a loom cell that records every
 /// access the queue makes to it, so a model fails when an access of one end
@@ -232,7 +232,7 @@ impl ShmRegion {
 /// index stores and loads. The bytes themselves stay in the mapping. The
 /// model's indices start at zero whatever the mapping holds: loom builds run
 /// only the models, over anonymous regions.
-#[cfg(loom)]
+#[cfg(tcpshm_loom)]
 mod loom_model {
     use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};

@@ -1,5 +1,5 @@
-//! Loom models of the queue's publication (`--cfg loom` builds only; CI runs
-//! them with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom`).
+//! Loom models of the queue's publication (`--cfg tcpshm_loom` builds only; CI runs
+//! them with `RUSTFLAGS="--cfg tcpshm_loom" cargo test --release --lib loom`).
 //!
 //! Loom explores the interleavings of a producer and a consumer thread and
 //! every value the index loads may return under the memory model. The region

@@ -6,7 +6,7 @@
 
 pub mod inspect;
 pub(crate) mod layout;
-#[cfg(all(test, loom))]
+#[cfg(all(test, tcpshm_loom))]
 mod loom_tests;
 mod queue;
 
