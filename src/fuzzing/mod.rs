@@ -23,11 +23,13 @@ use crate::ptcp::queue::PtcpQueue;
 use crate::ptcp::Durability;
 
 mod login;
+mod net_stream;
 mod ptcp_file;
 mod shm_consumer;
 mod tcp_frames;
 
 pub use login::login;
+pub use net_stream::net_stream;
 pub use ptcp_file::ptcp_file;
 pub use shm_consumer::shm_consumer;
 pub use tcp_frames::tcp_frames;

@@ -49,6 +49,11 @@ fn tcp_frames_seeds_and_regressions() {
 }
 
 #[test]
+fn net_stream_seeds_and_regressions() {
+    assert!(replay("net_stream", super::net_stream) > 0);
+}
+
+#[test]
 fn login_seeds_and_regressions() {
     assert!(replay("login", login) > 0);
 }
@@ -74,6 +79,7 @@ fn degenerate_inputs() {
         login(data);
         ptcp_file_in(&scratch, data);
         shm_consumer_in(&scratch, data);
+        super::net_stream(data);
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files are removed");
 }
@@ -114,6 +120,32 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     d.extend(frame::<FrameLe>(5, 0, b"ok"));
     d.extend([4, 0, 1, 0, 0, 0, 0, 0]); // size 4
     out.push(("tcp_frames", "invalid_size", d));
+
+    // net_stream: a codec byte, then chunks (a length byte, that many bytes).
+    let chunked = |conf: u8, stream: &[u8], sizes: &[usize]| {
+        let mut d = vec![conf];
+        let mut at = 0;
+        for &n in sizes.iter().cycle() {
+            if at == stream.len() {
+                break;
+            }
+            let end = (at + n).min(stream.len());
+            d.push((end - at) as u8);
+            d.extend(&stream[at..end]);
+            at = end;
+        }
+        d
+    };
+    let be2: Vec<u8> = [0usize, 1, 7, 50, 100]
+        .iter()
+        .flat_map(|&n| [&(n as u16).to_be_bytes()[..], &vec![n as u8; n]].concat())
+        .collect();
+    out.push(("net_stream", "be2_every_cut", chunked(1 | 4 | 3 << 3, &be2, &[1, 3, 7, 2, 60, 5])));
+    let le8: Vec<u8> =
+        [300usize, 0, 9].iter().flat_map(|&n| [&(n as u64).to_le_bytes()[..], &vec![7; n]].concat()).collect();
+    out.push(("net_stream", "le8_long", chunked(3 | 15 << 3, &le8, &[255, 9, 64])));
+    out.push(("net_stream", "oversize", chunked(0, &[1, 5, 50, 1, 2, 3], &[2, 1])));
+    out.push(("net_stream", "hostile", chunked(0x80, &[3, 1, 9, 9, 1, 2, 200, 200, 200, 0, 5, 4, 4], &[4, 2, 7])));
 
     // login: the default and big-endian frames, both messages.
     let l = LoginMsg::<DefaultConf> {
