@@ -254,14 +254,19 @@ impl EventLoop {
                 SIGNALS => self.signals.dispatch(&mut Ctx { core: &mut self.core }),
                 Token(t) if t & 3 == 1 => self.accept(t >> 2),
                 Token(t) => {
-                    self.session_event(t >> 2, event.is_readable() || event.is_read_closed(), event.is_writable())
+                    let read = match (event.is_readable(), event.is_read_closed()) {
+                        (_, true) => Some(ReadUntil::WouldBlock),
+                        (true, false) => Some(ReadUntil::ShortRead),
+                        (false, false) => None,
+                    };
+                    self.session_event(t >> 2, read, event.is_writable())
                 }
             }
             self.settle();
         }
         self.events = events;
         for id in mem::take(&mut self.core.unread) {
-            self.read(id);
+            self.read(id, ReadUntil::WouldBlock);
             self.settle();
         }
         self.fire_timers(now);
@@ -367,7 +372,7 @@ impl EventLoop {
         handler.accept_error(&mut Ctx { core: &mut self.core }, &e, pause);
     }
 
-    fn session_event(&mut self, index: usize, readable: bool, writable: bool) {
+    fn session_event(&mut self, index: usize, read: Option<ReadUntil>, writable: bool) {
         let Some(s) = self.core.sessions.get(index) else { return };
         let id = SessionId { index: index as u32, generation: s.generation };
         if s.phase == Phase::Connecting {
@@ -381,8 +386,8 @@ impl EventLoop {
         if writable {
             self.writable(id);
         }
-        if readable {
-            self.read(id);
+        if let Some(until) = read {
+            self.read(id, until);
         }
     }
 
@@ -409,9 +414,9 @@ impl EventLoop {
         }
     }
 
-    /// Reads until the socket is empty (or the per-event limit), handing
-    /// each complete packet to the handler.
-    fn read(&mut self, id: SessionId) {
+    /// Reads until the socket is empty (a short read or WouldBlock) or the
+    /// per-event limit, handing each complete packet to the handler.
+    fn read(&mut self, id: SessionId, until: ReadUntil) {
         for _ in 0..READS_PER_EVENT {
             let now = self.core.clock.now();
             let Some(s) = self.core.session(id) else { return };
@@ -433,6 +438,9 @@ impl EventLoop {
                     s.touch(now);
                     self.deliver(id, n);
                     self.settle();
+                    if n < self.recv.len() && until == ReadUntil::ShortRead {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -616,6 +624,19 @@ impl EventLoop {
         }
         self.behaviours[b].handler.connect_error(&mut Ctx { core: &mut self.core }, &target, &e, retry);
     }
+}
+
+/// How far a readable session is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    /// A short read means the socket is empty: the read that would say so
+    /// is skipped, and bytes arriving later raise a new edge-triggered
+    /// event (tokio relies on the same).
+    ShortRead,
+    /// The peer's FIN came with the event, or this is a retry after the
+    /// per-event limit: read until WouldBlock (or the end), since no new
+    /// event will come for what is already there.
+    WouldBlock,
 }
 
 /// Whether a codec's frame lies inside the `len` bytes it was shown and
