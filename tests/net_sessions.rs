@@ -283,3 +283,35 @@ fn listen_errors_keep_their_errno() {
     let err = el.ctx().listen(echo, taken.local_addr().unwrap(), ListenOptions::default()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 }
+
+/// A codec that always wants more: a line that never ends.
+struct Endless;
+
+impl tcpshm::net::Codec for Endless {
+    fn decode(&self, _: &[u8]) -> Result<Option<tcpshm::net::Frame>, tcpshm::net::DecodeError> {
+        Ok(None)
+    }
+
+    fn frame(&self, _: usize) -> Result<tcpshm::net::Framing, tcpshm::net::TooLarge> {
+        Ok(Default::default())
+    }
+}
+
+#[test]
+fn an_incomplete_packet_past_the_limit_closes_the_session() {
+    let mut el = EventLoop::new().unwrap();
+    let rec = el.add_behaviour(Behaviour::new(net_common::Recorder::default()).codec(Endless).max_partial(1000));
+    let l = el.ctx().listen(rec, loopback(), ListenOptions::default()).unwrap();
+    let mut c = client(el.ctx().listener_addr(l).unwrap());
+    for _ in 0..10 {
+        // Once the session is closed, writes fail: that is the point.
+        if c.write_all(&[b'x'; 300]).is_err() {
+            break;
+        }
+        el.run_once(Some(Duration::ZERO)).unwrap();
+    }
+    run_until(&mut el, "the close", |el| !el.handler_mut::<net_common::Recorder>(rec).unwrap().closed.is_empty());
+    let h = el.handler_mut::<net_common::Recorder>(rec).unwrap();
+    assert_eq!(h.closed[0].1, "Decode");
+    assert!(h.packets.is_empty());
+}

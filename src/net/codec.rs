@@ -204,7 +204,9 @@ impl Codec for LengthPrefixed {
         if size > self.max as u64 {
             return Err(DecodeError::TooLarge { size, max: self.max });
         }
-        let end = self.width + size as usize;
+        let Some(end) = usize::try_from(size).ok().and_then(|n| n.checked_add(self.width)) else {
+            return Err(DecodeError::TooLarge { size, max: self.max });
+        };
         Ok((buf.len() >= end).then_some(Frame { start: self.width, end, consumed: end }))
     }
 
@@ -262,6 +264,9 @@ mod tests {
         assert_eq!(c.decode(&[0xff; 4]), Err(DecodeError::TooLarge { size: 0xffff_ffff, max: 10 }));
         let eight = LengthPrefixed::new(8, ByteOrder::Little).unwrap();
         assert!(eight.decode(&[0xff; 8]).is_err());
+        // Even with no limit, a length near 2^64 is refused, not wrapped.
+        let unlimited = eight.max_packet(usize::MAX);
+        assert!(matches!(unlimited.decode(&[0xff; 8]), Err(DecodeError::TooLarge { .. })));
         let one = LengthPrefixed::new(1, ByteOrder::Big).unwrap();
         assert_eq!(one.max(), 255);
         assert_eq!(one.frame(256), Err(TooLarge { size: 256, max: 255 }));

@@ -454,14 +454,20 @@ impl EventLoop {
     /// left of an incomplete packet waits in the session's partial buffer.
     fn deliver(&mut self, id: SessionId, n: usize) {
         let Some(s) = self.core.session(id) else { return };
+        let b = s.behaviour.0 as usize;
         if !s.partial.is_empty() {
             // A packet began in an earlier read: finish it in the partial buffer.
             s.partial.extend_from_slice(&self.recv[..n]);
             return self.deliver_partial(id);
         }
-        let b = s.behaviour.0 as usize;
         let at = self.packets(id, b, None, n);
-        if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
+        // Keep the start of an incomplete packet, within the behaviour's limit.
+        let max = self.core.opts[b].max_partial;
+        let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
+        if n - at > max {
+            let size = (n - at) as u64;
+            self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
+        } else {
             s.partial.extend_from_slice(&self.recv[at..n]);
         }
     }
@@ -470,11 +476,17 @@ impl EventLoop {
     fn deliver_partial(&mut self, id: SessionId) {
         let Some(s) = self.core.session(id) else { return };
         let b = s.behaviour.0 as usize;
-        let partial = mem::take(&mut s.partial);
+        let mut partial = mem::take(&mut s.partial);
         let at = self.packets(id, b, Some(&partial), partial.len());
+        partial.drain(..at);
+        let max = self.core.opts[b].max_partial;
         if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
-            s.partial = partial;
-            s.partial.drain(..at);
+            if partial.len() > max {
+                let size = partial.len() as u64;
+                self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
+            } else {
+                s.partial = partial;
+            }
         }
     }
 

@@ -88,7 +88,7 @@ pub trait Handler: 'static {
 
 /// A handler with the options its sessions share. Defaults: the [`Raw`]
 /// codec, a 4 MiB send-buffer limit, no memory kept by drained send
-/// buffers, no idle timeout.
+/// buffers, 16 MiB for an incomplete packet, no idle timeout.
 pub struct Behaviour<H: Handler> {
     pub(crate) handler: H,
     pub(crate) opts: Options,
@@ -101,12 +101,13 @@ pub(crate) struct Options {
     pub(crate) overflow: usize,
     pub(crate) keep: usize,
     pub(crate) idle: Option<Duration>,
+    pub(crate) max_partial: usize,
 }
 
 impl<H: Handler> Behaviour<H> {
     /// `handler` with the default options.
     pub fn new(handler: H) -> Self {
-        let opts = Options { codec: Arc::new(Raw), overflow: 4 << 20, keep: 0, idle: None };
+        let opts = Options { codec: Arc::new(Raw), overflow: 4 << 20, keep: 0, idle: None, max_partial: 16 << 20 };
         Behaviour { handler, opts }
     }
 
@@ -129,6 +130,15 @@ impl<H: Handler> Behaviour<H> {
     /// sessions smallest.
     pub fn send_buffer(mut self, bytes: usize) -> Self {
         self.opts.keep = bytes;
+        self
+    }
+
+    /// The most bytes of an incomplete packet a session holds (16 MiB by
+    /// default): a codec that keeps asking for more (a line that never
+    /// ends) closes the session with [`DecodeError::TooLarge`](super::DecodeError::TooLarge) past it.
+    /// `LengthPrefixed` refuses oversize packets from their header already.
+    pub fn max_partial(mut self, bytes: usize) -> Self {
+        self.opts.max_partial = bytes;
         self
     }
 
