@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mio::{Events, Poll, Token, Waker};
 
-use super::codec::{Frame, SharedCodec};
+use super::codec::SharedCodec;
 use super::connect::Resolved;
 use super::core::{self, Core, Deferred, Due};
 pub use super::ctx::{Ctx, Session};
@@ -20,18 +20,14 @@ use super::dispatch::{self, Dispatcher, Forwarder};
 use super::error::CloseReason;
 use super::handler::{Behaviour, Erased, Handler, Origin, Typed};
 use super::listener::{self, OUT_OF_FDS_PAUSE};
-use super::session::{BehaviourId, Phase, SessionId, WriteSide};
+use super::receive::ReadUntil;
+use super::session::{BehaviourId, Phase, SessionId};
 use super::signal::SignalHooks;
 use super::stream::Stream;
 use super::time::millis_ceil;
-use super::DecodeError;
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
-
-/// Reads per session per event: a session with more waiting is read again
-/// next iteration, after the others had their turn.
-const READS_PER_EVENT: usize = 16;
 
 /// What a [`LoopHandle`] shares with its loop.
 pub(crate) struct Shared {
@@ -73,9 +69,9 @@ type Hook = Box<dyn FnMut(&mut Ctx<'_>)>;
 
 /// A behaviour's handler and codec, kept apart from [`Core`] so a callback
 /// can hold `&mut Ctx` while the loop holds the handler and the packet.
-struct Slot {
-    handler: Box<dyn Erased>,
-    codec: SharedCodec,
+pub(super) struct Slot {
+    pub(super) handler: Box<dyn Erased>,
+    pub(super) codec: SharedCodec,
 }
 
 /// An event loop and everything registered with it. Not `Send`: it lives on
@@ -83,11 +79,11 @@ struct Slot {
 pub struct EventLoop {
     poll: Poll,
     events: Events,
-    core: Core,
-    behaviours: Vec<Slot>,
+    pub(super) core: Core,
+    pub(super) behaviours: Vec<Slot>,
     /// The one receive buffer of the loop: reads land here, and packets are
     /// handed out from here without copying.
-    recv: Box<[u8]>,
+    pub(super) recv: Box<[u8]>,
     on_wakeup: Option<Hook>,
     /// The loop's own work on a wake (dispatch commands), before the user's hook.
     wake_tasks: Vec<Hook>,
@@ -414,116 +410,6 @@ impl EventLoop {
         }
     }
 
-    /// Reads until the socket is empty (a short read or WouldBlock) or the
-    /// per-event limit, handing each complete packet to the handler.
-    fn read(&mut self, id: SessionId, until: ReadUntil) {
-        for _ in 0..READS_PER_EVENT {
-            let now = self.core.clock.now();
-            let Some(s) = self.core.session(id) else { return };
-            if !s.is_live() || s.read_ended || s.phase != Phase::Open {
-                return;
-            }
-            match s.stream.read(&mut self.recv) {
-                Ok(0) => {
-                    s.read_ended = true;
-                    if s.write_side == WriteSide::Shut {
-                        self.core.close(id, CloseReason::Finished);
-                    } else {
-                        let b = s.behaviour.0 as usize;
-                        self.behaviours[b].handler.end(&mut Session { cx: Ctx { core: &mut self.core }, id });
-                    }
-                    return;
-                }
-                Ok(n) => {
-                    s.touch(now);
-                    self.deliver(id, n);
-                    self.settle();
-                    if n < self.recv.len() && until == ReadUntil::ShortRead {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.core.close(id, CloseReason::ReadError(e)),
-            }
-        }
-        self.core.unread.push(id);
-    }
-
-    /// Hands the packets in the `n` bytes just read to the handler; what is
-    /// left of an incomplete packet waits in the session's partial buffer.
-    fn deliver(&mut self, id: SessionId, n: usize) {
-        let Some(s) = self.core.session(id) else { return };
-        let b = s.behaviour.0 as usize;
-        if !s.partial.is_empty() {
-            // A packet began in an earlier read: finish it in the partial buffer.
-            s.partial.extend_from_slice(&self.recv[..n]);
-            return self.deliver_partial(id);
-        }
-        let at = self.packets(id, b, None, n);
-        // Keep the start of an incomplete packet, within the behaviour's limit.
-        let max = self.core.opts[b].max_partial;
-        let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
-        if n - at > max {
-            let size = (n - at) as u64;
-            self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
-        } else {
-            s.partial.extend_from_slice(&self.recv[at..n]);
-        }
-    }
-
-    /// Delivers the packets the session's partial buffer completes.
-    fn deliver_partial(&mut self, id: SessionId) {
-        let Some(s) = self.core.session(id) else { return };
-        let b = s.behaviour.0 as usize;
-        let mut partial = mem::take(&mut s.partial);
-        let at = self.packets(id, b, Some(&partial), partial.len());
-        partial.drain(..at);
-        let max = self.core.opts[b].max_partial;
-        if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
-            if partial.len() > max {
-                let size = partial.len() as u64;
-                self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
-            } else {
-                s.partial = partial;
-            }
-        }
-    }
-
-    /// Decodes and delivers packets from `partial` (or the receive buffer)
-    /// up to `len`; returns where the undelivered bytes start.
-    fn packets(&mut self, id: SessionId, b: usize, partial: Option<&[u8]>, len: usize) -> usize {
-        let bytes = match partial {
-            Some(p) => p,
-            None => &self.recv[..len],
-        };
-        let slot = &mut self.behaviours[b];
-        let mut at = 0;
-        while at < len {
-            let rest = &bytes[at..len];
-            let frame = match slot.codec.decode(rest) {
-                Ok(Some(f)) if valid(f, rest.len()) => f,
-                Ok(Some(f)) => {
-                    let why = format!("the codec returned {f:?} for {} bytes", rest.len());
-                    self.core.close(id, CloseReason::Decode(DecodeError::Invalid(why)));
-                    return len;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.core.close(id, CloseReason::Decode(e));
-                    return len;
-                }
-            };
-            slot.handler.packet(&mut Session { cx: Ctx { core: &mut self.core }, id }, &rest[frame.start..frame.end]);
-            at += frame.consumed;
-            if !self.core.session(id).is_some_and(|s| s.is_live() && !s.adopting) {
-                // Closing, or the rest belongs to the behaviour it moves to.
-                break;
-            }
-        }
-        at
-    }
-
     fn fire_timers(&mut self, now: u64) {
         while let Some(due) = self.core.deadlines.pop_due(now) {
             match due {
@@ -573,7 +459,7 @@ impl EventLoop {
     }
 
     /// Does the work callbacks queued, until none is left.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         while let Some(d) = self.core.deferred.pop_front() {
             match d {
                 Deferred::Open(id, origin) => {
@@ -636,23 +522,4 @@ impl EventLoop {
         }
         self.behaviours[b].handler.connect_error(&mut Ctx { core: &mut self.core }, &target, &e, retry);
     }
-}
-
-/// How far a readable session is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadUntil {
-    /// A short read means the socket is empty: the read that would say so
-    /// is skipped, and bytes arriving later raise a new edge-triggered
-    /// event (tokio relies on the same).
-    ShortRead,
-    /// The peer's FIN came with the event, or this is a retry after the
-    /// per-event limit: read until WouldBlock (or the end), since no new
-    /// event will come for what is already there.
-    WouldBlock,
-}
-
-/// Whether a codec's frame lies inside the `len` bytes it was shown and
-/// consumes some.
-fn valid(f: Frame, len: usize) -> bool {
-    f.start <= f.end && f.end <= f.consumed && f.consumed <= len && f.consumed > 0
 }

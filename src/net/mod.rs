@@ -84,6 +84,7 @@ mod error;
 mod event_loop;
 mod handler;
 mod listener;
+mod receive;
 mod session;
 mod signal;
 mod stream;
