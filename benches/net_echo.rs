@@ -165,7 +165,7 @@ fn connect(
     handler.keep_open = keep_open;
     let client = el.add_behaviour(Behaviour::new(handler).codec(net_echo::codec()));
     for _ in 0..conns {
-        el.ctx().connect(client, Target::Addr(addr), ConnectOptions::default());
+        el.ctx().connect(client, Target::Addr(addr), ConnectOptions::default()).unwrap();
     }
     (el, client)
 }

@@ -51,7 +51,7 @@ fn main() -> std::io::Result<()> {
     el.set_busy_poll(args.flag("--busy"));
     let client = el.add_behaviour(Behaviour::new(EchoClient::new(conns, count, size)).codec(net_echo::codec()));
     for _ in 0..conns {
-        el.ctx().connect(client, Target::Addr(addr), ConnectOptions::default());
+        el.ctx().connect(client, Target::Addr(addr), ConnectOptions::default()).unwrap();
     }
     el.run()?;
     let c = el.handler_mut::<EchoClient>(client).expect("the client handler");

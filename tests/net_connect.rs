@@ -24,7 +24,7 @@ fn free_port() -> SocketAddr {
 fn a_refused_connect_is_reported_with_its_error() {
     let mut el = EventLoop::new().unwrap();
     let rec = el.add_behaviour(Behaviour::new(Recorder::default()));
-    el.ctx().connect(rec, Target::Addr(free_port()), ConnectOptions::default());
+    el.ctx().connect(rec, Target::Addr(free_port()), ConnectOptions::default()).unwrap();
     run_until(&mut el, "the connect error", |el| !el.handler_mut::<Recorder>(rec).unwrap().connect_errors.is_empty());
     let h = el.handler_mut::<Recorder>(rec).unwrap();
     assert_eq!(h.connect_errors, [(ErrorKind::ConnectionRefused, None)]);
@@ -39,7 +39,7 @@ fn a_connector_reconnects_after_the_server_restarts() {
     let addr = free_port();
     let listener = el.ctx().listen(echo, addr, ListenOptions::default()).unwrap();
     let reconnect = Backoff { initial: 5 * MS, max: 40 * MS };
-    el.ctx().connect(ping, Target::Addr(addr), ConnectOptions { timeout: None, reconnect: Some(reconnect) });
+    el.ctx().connect(ping, Target::Addr(addr), ConnectOptions { timeout: None, reconnect: Some(reconnect) }).unwrap();
     run_until(&mut el, "the first echo", |el| el.handler_mut::<Ping>(ping).unwrap().echoes.len() == 1);
     // The server goes away: its listener and its session.
     assert!(el.ctx().close_listener(listener));
@@ -60,10 +60,10 @@ fn host_names_resolve_off_the_loop_and_every_address_is_tried() {
     let l = el.ctx().listen(echo, "127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
     let port = el.ctx().listener_addr(l).unwrap().port();
     // "localhost" may resolve to ::1 first, where nothing listens.
-    el.ctx().connect(ping, Target::Host("localhost".into(), port), ConnectOptions::default());
+    el.ctx().connect(ping, Target::Host("localhost".into(), port), ConnectOptions::default()).unwrap();
     run_until(&mut el, "the echo", |el| !el.handler_mut::<Ping>(ping).unwrap().echoes.is_empty());
     let rec = el.add_behaviour(Behaviour::new(Recorder::default()));
-    el.ctx().connect(rec, Target::Host("no-such-host.invalid".into(), port), ConnectOptions::default());
+    el.ctx().connect(rec, Target::Host("no-such-host.invalid".into(), port), ConnectOptions::default()).unwrap();
     run_until(&mut el, "the lookup failure", |el| !el.handler_mut::<Recorder>(rec).unwrap().connect_errors.is_empty());
 }
 
@@ -80,7 +80,7 @@ fn a_thousand_connections_at_once() {
     let l = el.ctx().listen(echo, "127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
     let addr = el.ctx().listener_addr(l).unwrap();
     for _ in 0..N {
-        el.ctx().connect(ping, Target::Addr(addr), ConnectOptions::default());
+        el.ctx().connect(ping, Target::Addr(addr), ConnectOptions::default()).unwrap();
     }
     run_until(&mut el, "every echo", |el| el.handler_mut::<Ping>(ping).unwrap().echoes.len() == N);
     assert_eq!(el.handler_mut::<Echo>(echo).unwrap().opened.len(), N);

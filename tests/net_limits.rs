@@ -62,7 +62,7 @@ fn a_connect_nobody_answers_times_out() {
         filler.push(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)));
     }
     let opts = ConnectOptions { timeout: Some(Duration::from_millis(150)), reconnect: None };
-    el.ctx().connect(rec, Target::Addr(addr), opts);
+    el.ctx().connect(rec, Target::Addr(addr), opts).unwrap();
     run_until(&mut el, "the timeout", |el| !el.handler_mut::<Recorder>(rec).unwrap().connect_errors.is_empty());
     let h = el.handler_mut::<Recorder>(rec).unwrap();
     assert_eq!(h.connect_errors, [(std::io::ErrorKind::TimedOut, None)]);

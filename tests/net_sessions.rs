@@ -249,7 +249,7 @@ fn unix_domain_sessions_echo() {
     let echo = el.add_behaviour(Behaviour::new(Echo::default()).codec(codec()));
     let ping = el.add_behaviour(Behaviour::new(Ping::new(b"over unix")).codec(codec()));
     el.ctx().listen_unix(echo, &path).unwrap();
-    el.ctx().connect(ping, Target::Unix(path), ConnectOptions::default());
+    el.ctx().connect(ping, Target::Unix(path), ConnectOptions::default()).unwrap();
     run_until(&mut el, "the echo", |el| !el.handler_mut::<Ping>(ping).unwrap().echoes.is_empty());
     assert_eq!(el.handler_mut::<Ping>(ping).unwrap().echoes, [b"over unix".to_vec()]);
 }
@@ -267,11 +267,11 @@ fn ipv6_loopback_and_dual_stack_listeners() {
         }
     };
     let addr = el.ctx().listener_addr(v6).unwrap();
-    el.ctx().connect(ping, Target::Addr(addr), ConnectOptions::default());
+    el.ctx().connect(ping, Target::Addr(addr), ConnectOptions::default()).unwrap();
     // Dual stack: a listener on [::] takes IPv4 connections too.
     let any = el.ctx().listen(echo, "[::]:0".parse().unwrap(), ListenOptions::default()).unwrap();
     let port = el.ctx().listener_addr(any).unwrap().port();
-    el.ctx().connect(ping, Target::Addr(SocketAddr::from(([127, 0, 0, 1], port))), ConnectOptions::default());
+    el.ctx().connect(ping, Target::Addr(SocketAddr::from(([127, 0, 0, 1], port))), ConnectOptions::default()).unwrap();
     run_until(&mut el, "both echoes", |el| el.handler_mut::<Ping>(ping).unwrap().echoes.len() == 2);
 }
 
@@ -314,4 +314,33 @@ fn an_incomplete_packet_past_the_limit_closes_the_session() {
     let h = el.handler_mut::<net_common::Recorder>(rec).unwrap();
     assert_eq!(h.closed[0].1, "Decode");
     assert!(h.packets.is_empty());
+}
+
+/// Corks two packets, then sends a third plainly, which ends the cork.
+struct Corked;
+
+impl Handler for Corked {
+    type Session = ();
+
+    fn on_open(&mut self, s: &mut Session<'_>, _: Origin) {
+        s.send_more(b"one").unwrap();
+        s.send_more(b"two").unwrap();
+        assert_eq!(s.buffered(), 10, "held back while corked");
+        s.send(b"three").unwrap();
+    }
+
+    fn on_packet(&mut self, _: &mut Session<'_>, _: &mut (), _: &[u8]) {}
+}
+
+#[test]
+fn a_plain_send_after_send_more_sends_everything() {
+    let mut el = EventLoop::new().unwrap();
+    let corked = el.add_behaviour(Behaviour::new(Corked).codec(codec()));
+    let l = el.ctx().listen(corked, loopback(), ListenOptions::default()).unwrap();
+    let mut c = client(el.ctx().listener_addr(l).unwrap());
+    let expect = [frame(b"one"), frame(b"two"), frame(b"three")].concat();
+    let mut got = vec![0; expect.len()];
+    let read = std::thread::spawn(move || c.read_exact(&mut got).map(|_| got));
+    run_until(&mut el, "the reader", |_| read.is_finished());
+    assert_eq!(read.join().unwrap().unwrap(), expect);
 }

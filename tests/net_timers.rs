@@ -121,7 +121,7 @@ fn idle_sessions_time_out_and_traffic_resets_the_clock() {
     let ticker = el.add_behaviour(Behaviour::new(Ticker { ticks: 15 }).codec(codec()));
     let l = el.ctx().listen(echo, "127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
     let addr: SocketAddr = el.ctx().listener_addr(l).unwrap();
-    el.ctx().connect(ticker, Target::Addr(addr), ConnectOptions::default());
+    el.ctx().connect(ticker, Target::Addr(addr), ConnectOptions::default()).unwrap();
     run_until(&mut el, "the idle timeout", |el| !el.handler_mut::<Echo>(echo).unwrap().closed.is_empty());
     let h = el.handler_mut::<Echo>(echo).unwrap();
     assert_eq!(h.closed[0].1, "IdleTimeout");

@@ -90,13 +90,15 @@ impl ConnectorState {
     pub(crate) fn next_retry(&mut self) -> Option<Duration> {
         let b = self.opts.reconnect?;
         let now = self.delay;
-        self.delay = (self.delay * 2).min(b.max);
+        self.delay = self.delay.saturating_mul(2).min(b.max);
         Some(now)
     }
 
     /// A session opened: retries start over.
     pub(crate) fn opened(&mut self) {
         self.delay = self.opts.reconnect.map(|b| b.initial).unwrap_or_default();
+        // A reconnect resolves the name again.
+        self.addrs.clear();
     }
 }
 

@@ -23,7 +23,7 @@ use super::handler::{Options, Origin};
 use super::listener::ListenerState;
 use super::session::{self, BehaviourId, Phase, SessionId, SessionState, WriteSide};
 use super::stream::Stream;
-use super::time::{millis_ceil, Clock, Deadlines, Millis};
+use super::time::{idle_millis, millis_ceil, Clock, Deadlines, Millis};
 
 /// A timer made by [`Ctx::add_timer`](super::Ctx::add_timer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -145,7 +145,7 @@ impl Core {
     pub(crate) fn open(&mut self, id: SessionId, origin: Origin) {
         let now = self.clock.now();
         let Some(b) = self.session(id).map(|s| s.behaviour) else { return };
-        let idle = self.opts[b.0 as usize].idle.map(millis_ceil);
+        let idle = self.opts[b.0 as usize].idle.map(idle_millis);
         if let Some(s) = self.session(id) {
             s.phase = Phase::Open;
             s.idle = idle;
@@ -165,8 +165,10 @@ impl Core {
     /// Makes sure a heap entry exists for the session's idle deadline.
     pub(crate) fn queue_idle(&mut self, id: SessionId) {
         let Some(s) = self.session(id) else { return };
-        if s.idle.is_some() && !s.idle_queued {
-            s.idle_queued = true;
+        // A new entry when none is queued or the deadline moved earlier (a
+        // shorter timeout); later moves wait for the queued entry.
+        if s.idle.is_some() && s.idle_queued.is_none_or(|q| s.idle_deadline < q) {
+            s.idle_queued = Some(s.idle_deadline);
             let at = s.idle_deadline;
             self.deadlines.add(at, Due::Idle(id));
         }
@@ -190,6 +192,10 @@ impl Core {
             return false;
         };
         let keep = self.opts[s.behaviour.0 as usize].keep;
+        if !s.send.is_empty() {
+            // Bytes moving out are traffic too: a slow reader is not idle.
+            s.touch(self.clock.now());
+        }
         match s.send.flush(&mut s.stream, keep) {
             Ok(true) => {}
             Ok(false) => return false,
@@ -242,10 +248,12 @@ impl Core {
         } else {
             0
         };
+        // A plain send after send_more ends the cork: everything goes now.
+        let uncork = !more && s.corked;
         if more {
             s.corked = true;
         }
-        if written == total {
+        if written == total && !uncork {
             return Ok(());
         }
         let buffered = s.send.len() + total - written;
@@ -256,6 +264,10 @@ impl Core {
         }
         s.send.extend(&session::skip_parts(&parts, written));
         s.wants_writable = true;
+        if uncork {
+            s.corked = false;
+            self.flush(id);
+        }
         Ok(())
     }
 
@@ -346,7 +358,12 @@ impl Core {
                     self.deadlines.add(at, Due::ConnectTimeout(id));
                 }
             }
-            Err(e) => self.deferred.push_back(Deferred::ConnectError(index, generation, e)),
+            Err(e) => {
+                if self.connectors.get(index).is_some_and(|c| !c.addrs.is_empty()) {
+                    return self.attempt(index); // the next resolved address
+                }
+                self.deferred.push_back(Deferred::ConnectError(index, generation, e));
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use super::event_loop::LoopHandle;
 use super::listener::{self, ListenOptions, ListenerId, ListenerState, Listening};
 use super::session::{BehaviourId, Phase, SessionId, WriteSide};
 use super::stream::Peer;
-use super::time::millis_ceil;
+use super::time::idle_millis;
 
 /// The loop, as callbacks see it: sessions by id, timers, listeners,
 /// connectors, stopping.
@@ -119,7 +119,7 @@ impl Ctx<'_> {
     pub fn set_idle_timeout(&mut self, id: SessionId, timeout: Option<Duration>) {
         let now = self.core.clock.now();
         if let Some(s) = self.core.session(id) {
-            s.idle = timeout.map(millis_ceil);
+            s.idle = timeout.map(idle_millis);
         }
         self.core.arm_idle(id, now);
     }
@@ -198,11 +198,16 @@ impl Ctx<'_> {
     /// Connects to `target` for a session of `behaviour`, without blocking:
     /// the session opens with [`Origin::Connected`](super::Origin::Connected), or
     /// [`on_connect_error`](super::Handler::on_connect_error) says why not.
-    pub fn connect(&mut self, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> ConnectorId {
+    ///
+    /// An error only for a behaviour this loop does not have.
+    pub fn connect(&mut self, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> io::Result<ConnectorId> {
+        if behaviour.0 as usize >= self.core.opts.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));
+        }
         let generation = self.core.next_generation();
         let index = self.core.connectors.insert(ConnectorState::new(generation, behaviour, target, opts));
         self.core.attempt(index);
-        ConnectorId { index: index as u32, generation }
+        Ok(ConnectorId { index: index as u32, generation })
     }
 
     /// Stops a connector from reconnecting (its open session stays); false

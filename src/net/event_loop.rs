@@ -24,7 +24,7 @@ use super::receive::ReadUntil;
 use super::session::{BehaviourId, Phase, SessionId};
 use super::signal::SignalHooks;
 use super::stream::Stream;
-use super::time::millis_ceil;
+use super::time::{idle_millis, millis_ceil};
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -342,7 +342,7 @@ impl EventLoop {
             match l.listening.accept() {
                 Ok(stream) => match self.core.insert(stream, behaviour, Phase::Open) {
                     Ok(id) => self.core.open(id, Origin::Accepted),
-                    Err(e) => self.accept_error(index, behaviour, e),
+                    Err(e) => self.accept_error(behaviour, e, false),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -352,17 +352,18 @@ impl EventLoop {
                     let _ = mio::event::Source::deregister(&mut l.listening, &self.core.registry);
                     let at = self.core.clock.now() + millis_ceil(OUT_OF_FDS_PAUSE);
                     self.core.deadlines.add(at, Due::ListenResume(index, l.generation));
-                    self.accept_error(index, behaviour, e);
+                    let paused = self.core.listeners.contains(index);
+                    self.accept_error(behaviour, e, paused);
                     return;
                 }
-                Err(e) => self.accept_error(index, behaviour, e),
+                Err(e) => self.accept_error(behaviour, e, false),
             }
             self.settle();
         }
     }
 
-    fn accept_error(&mut self, index: usize, behaviour: BehaviourId, e: io::Error) {
-        let paused = listener::is_resource_exhaustion(&e) && self.core.listeners.contains(index);
+    /// Reports an accept failure; `paused` if the listener now waits.
+    fn accept_error(&mut self, behaviour: BehaviourId, e: io::Error, paused: bool) {
         let pause = paused.then_some(OUT_OF_FDS_PAUSE);
         let handler = &mut self.behaviours[behaviour.0 as usize].handler;
         handler.accept_error(&mut Ctx { core: &mut self.core }, &e, pause);
@@ -444,7 +445,10 @@ impl EventLoop {
 
     fn idle(&mut self, id: SessionId, now: u64) {
         let Some(s) = self.core.session(id) else { return };
-        s.idle_queued = false;
+        if s.idle_queued.is_some_and(|q| q > now) {
+            return; // a stale entry: an earlier-queued one replaced it
+        }
+        s.idle_queued = None;
         if s.idle.is_none() || !s.is_live() {
             return;
         }
@@ -491,7 +495,7 @@ impl EventLoop {
     }
 
     fn adopt(&mut self, id: SessionId, to: BehaviourId) {
-        let idle = self.core.opts[to.0 as usize].idle.map(millis_ceil);
+        let idle = self.core.opts[to.0 as usize].idle.map(idle_millis);
         let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
         let from = s.behaviour.0 as usize;
         s.adopting = false;

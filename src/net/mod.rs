@@ -68,7 +68,7 @@
 //! let once = el.add_behaviour(Behaviour::new(Once(None)).codec(codec));
 //! let listener = el.ctx().listen(echo, "127.0.0.1:0".parse().unwrap(), ListenOptions::default())?;
 //! let addr: SocketAddr = el.ctx().listener_addr(listener).unwrap();
-//! el.ctx().connect(once, Target::Addr(addr), ConnectOptions::default());
+//! el.ctx().connect(once, Target::Addr(addr), ConnectOptions::default()).unwrap();
 //! el.run()?;
 //! assert_eq!(el.handler_mut::<Once>(once).unwrap().0.as_deref(), Some(&b"hello"[..]));
 //! # Ok(())

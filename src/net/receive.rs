@@ -52,9 +52,10 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     s.touch(now);
+                    let short_is_empty = s.stream.empty_after_short_read();
                     self.deliver(id, n);
                     self.settle();
-                    if n < self.recv.len() && until == ReadUntil::ShortRead {
+                    if n < self.recv.len() && until == ReadUntil::ShortRead && short_is_empty {
                         return;
                     }
                 }
@@ -95,6 +96,10 @@ impl EventLoop {
         let mut partial = mem::take(&mut s.partial);
         let at = self.packets(id, b, Some(&partial), partial.len());
         partial.drain(..at);
+        if partial.is_empty() && partial.capacity() > 4096 {
+            // A large packet is done: give its memory back.
+            partial = Vec::new();
+        }
         let max = self.core.opts[b].max_partial;
         if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
             if partial.len() > max {

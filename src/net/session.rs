@@ -137,8 +137,8 @@ pub(crate) struct SessionState {
     /// The idle timeout and the time it runs out (moved by traffic).
     pub(crate) idle: Option<Millis>,
     pub(crate) idle_deadline: Millis,
-    /// A heap entry for this session's idle deadline exists.
-    pub(crate) idle_queued: bool,
+    /// The earliest heap entry queued for this session's idle deadline.
+    pub(crate) idle_queued: Option<Millis>,
     /// The connector that made this session (it reconnects when it closes).
     pub(crate) connector: Option<usize>,
     /// Moving to another behaviour: packets after the current one wait for it.
@@ -163,7 +163,7 @@ impl SessionState {
             wants_writable: false,
             idle: None,
             idle_deadline: 0,
-            idle_queued: false,
+            idle_queued: None,
             connector: None,
             adopting: false,
         }

@@ -41,6 +41,14 @@ impl Stream {
         Ok(Stream::Fd(File::from(OwnedFd::from(s))))
     }
 
+    /// Whether a read shorter than the buffer means the stream is empty.
+    /// True of TCP and Unix stream sockets; not of a descriptor the user
+    /// handed over (a datagram socketpair or a terminal returns one message
+    /// per read), which is read until WouldBlock.
+    pub(crate) fn empty_after_short_read(&self) -> bool {
+        !matches!(self, Stream::Fd(_))
+    }
+
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),

@@ -24,6 +24,12 @@ pub(crate) fn millis_ceil(d: Duration) -> Millis {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
+/// An idle timeout in milliseconds, at least 1: a zero timeout whose
+/// handler keeps the session would otherwise come due again at once, forever.
+pub(crate) fn idle_millis(d: Duration) -> Millis {
+    millis_ceil(d).max(1)
+}
+
 /// The loop's clock, read once per iteration and after waiting.
 #[derive(Debug)]
 pub(crate) struct Clock {
