@@ -340,22 +340,16 @@ fn single_thread_round_trips(client: &mut OursClient, server: &mut OursServer, n
     }
 }
 
-/// The sending end of a streaming case.
+/// The sending end of a streaming case: a ping-pong client's connection
+/// and messages, pushed in batches.
 struct Streamer {
-    client: TcpShmClient<BenchConf>,
-    h: Client,
-    msgs: Messages,
-    payload: Vec<u8>,
-    use_shm: bool,
+    client: OursClient,
     polls: u32,
-    now: i64,
 }
 
 impl Streamer {
     fn new(ours: &Ours, shape: Shape) -> Streamer {
-        let (client, h) = ours.connect();
-        let payload = vec![0x5au8; shape.max_body()];
-        Streamer { client, h, msgs: Messages::new(shape), payload, use_shm: ours.use_shm, polls: 0, now: now_ns() }
+        Streamer { client: ours.ping_client(shape), polls: 0 }
     }
 
     /// Queues `batch` messages, `push_more` for all but the last; when the
@@ -363,11 +357,12 @@ impl Streamer {
     /// (shm, polling the link for heartbeats now and then).
     #[inline(never)]
     fn push_batch(&mut self, batch: u64) {
+        let c = &mut self.client;
         for i in 0..batch {
-            let (msg_type, len) = self.msgs.next_msg();
+            let (msg_type, len) = c.msgs.next_msg();
             loop {
-                if let Some(mut slot) = self.client.connection().alloc(len) {
-                    slot.copy_from_slice(&self.payload[..len]);
+                if let Some(mut slot) = c.client.connection().alloc(len) {
+                    slot.copy_from_slice(&c.payload[..len]);
                     if i + 1 == batch {
                         slot.push(msg_type);
                     } else {
@@ -378,10 +373,10 @@ impl Streamer {
                 self.polls = self.polls.wrapping_add(1);
                 let tick = self.polls % POLLS_PER_TICK == 0;
                 if tick {
-                    self.now = now_ns();
+                    c.now = now_ns();
                 }
-                if !self.use_shm || tick {
-                    self.client.poll_tcp(self.now, &mut self.h);
+                if !c.use_shm || tick {
+                    c.client.poll_tcp(c.now, &mut c.h);
                 } else {
                     std::hint::spin_loop();
                 }
@@ -392,8 +387,9 @@ impl Streamer {
     /// Polls the link until `stop`: what TCP could not send yet goes out
     /// as the server acks.
     fn flush_until(&mut self, stop: &AtomicBool) {
+        let c = &mut self.client;
         while !stop.load(Relaxed) {
-            self.client.poll_tcp(self.now, &mut self.h);
+            c.client.poll_tcp(c.now, &mut c.h);
         }
     }
 }

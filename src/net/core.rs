@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -404,9 +403,4 @@ impl Core {
             }
         }
     }
-}
-
-/// Whether the shared state asks the loop to stop (a [`LoopHandle::stop`](super::LoopHandle::stop)).
-pub(crate) fn take_stop(shared: &Shared) -> bool {
-    shared.stop.swap(false, SeqCst)
 }

@@ -78,9 +78,10 @@ impl Ctx<'_> {
         self.core.session(id).map_or(0, |s| s.send.len())
     }
 
-    /// Who session `id` is connected to.
+    /// Who session `id` is connected to (asked of the kernel each time:
+    /// sessions keep no copy).
     pub fn peer(&mut self, id: SessionId) -> Option<Peer> {
-        self.core.session(id).map(|s| s.peer.clone())
+        self.core.session(id).map(|s| s.stream.peer())
     }
 
     /// Whether `id` is open and not closing.
@@ -228,11 +229,6 @@ impl Ctx<'_> {
             }
         }
         true
-    }
-
-    /// The session `id` as a [`Session`] handle.
-    pub fn session(&mut self, id: SessionId) -> Session<'_> {
-        Session { cx: Ctx { core: self.core }, id }
     }
 }
 

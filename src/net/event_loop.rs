@@ -42,6 +42,11 @@ impl Shared {
         // A failed wake means the loop's epoll is gone: nothing to wake.
         let _ = self.waker.wake();
     }
+
+    /// Whether a [`LoopHandle::stop`] asked the loop to stop (consumed).
+    fn take_stop(&self) -> bool {
+        self.stop.swap(false, SeqCst)
+    }
 }
 
 /// Wakes or stops a loop from any thread (uSockets' `us_wakeup_loop`).
@@ -250,11 +255,7 @@ impl EventLoop {
                 SIGNALS => self.signals.dispatch(&mut Ctx { core: &mut self.core }),
                 Token(t) if t & 3 == 1 => self.accept(t >> 2),
                 Token(t) => {
-                    let read = match (event.is_readable(), event.is_read_closed()) {
-                        (_, true) => Some(ReadUntil::WouldBlock),
-                        (true, false) => Some(ReadUntil::ShortRead),
-                        (false, false) => None,
-                    };
+                    let read = (event.is_readable() || event.is_read_closed()).then_some(event.is_read_closed());
                     self.session_event(t >> 2, read, event.is_writable())
                 }
             }
@@ -312,7 +313,7 @@ impl EventLoop {
     }
 
     fn woken(&mut self) {
-        if core::take_stop(&self.core.shared) {
+        if self.core.shared.take_stop() {
             self.core.stopped = true;
         }
         let resolved = mem::take(&mut *self.core.shared.resolved.lock().unwrap_or_else(|p| p.into_inner()));
@@ -369,9 +370,19 @@ impl EventLoop {
         handler.accept_error(&mut Ctx { core: &mut self.core }, &e, pause);
     }
 
-    fn session_event(&mut self, index: usize, read: Option<ReadUntil>, writable: bool) {
+    /// A session's event: `read` if readable, `Some(true)` when the
+    /// peer's FIN came with it.
+    fn session_event(&mut self, index: usize, read: Option<bool>, writable: bool) {
         let Some(s) = self.core.sessions.get(index) else { return };
         let id = SessionId { index: index as u32, generation: s.generation };
+        // A short read may be taken for "empty" only when no FIN is waiting
+        // behind it (no new event would come) and the stream is a byte
+        // stream (a datagram socketpair returns one message per read).
+        let until = |fin| match fin {
+            false if s.stream.empty_after_short_read() => ReadUntil::ShortRead,
+            _ => ReadUntil::WouldBlock,
+        };
+        let read = read.map(until);
         if s.phase == Phase::Connecting {
             match s.stream.connect_result() {
                 Ok(true) => self.connected(id),
@@ -390,7 +401,6 @@ impl EventLoop {
 
     fn connected(&mut self, id: SessionId) {
         let Some(s) = self.core.session(id) else { return };
-        s.peer = s.stream.peer();
         if let Some(c) = s.connector.and_then(|c| self.core.connectors.get_mut(c)) {
             c.opened();
         }

@@ -23,9 +23,10 @@ pub(super) enum ReadUntil {
     /// is skipped, and bytes arriving later raise a new edge-triggered
     /// event (tokio relies on the same).
     ShortRead,
-    /// The peer's FIN came with the event, or this is a retry after the
-    /// per-event limit: read until WouldBlock (or the end), since no new
-    /// event will come for what is already there.
+    /// The peer's FIN came with the event, the stream is not a byte stream
+    /// (a descriptor handed over), or this is a retry after the per-event
+    /// limit: read until WouldBlock (or the end), since no new event will
+    /// come for what is already there.
     WouldBlock,
 }
 
@@ -52,10 +53,9 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     s.touch(now);
-                    let short_is_empty = s.stream.empty_after_short_read();
                     self.deliver(id, n);
                     self.settle();
-                    if n < self.recv.len() && until == ReadUntil::ShortRead && short_is_empty {
+                    if n < self.recv.len() && until == ReadUntil::ShortRead {
                         return;
                     }
                 }

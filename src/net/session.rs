@@ -4,7 +4,7 @@
 use std::io::{self, IoSlice};
 
 use super::error::CloseReason;
-use super::stream::{Peer, Stream};
+use super::stream::Stream;
 use super::time::Millis;
 
 /// A session's handle: its slot in the loop and the generation of that
@@ -119,7 +119,6 @@ pub(crate) struct SessionState {
     pub(crate) stream: Stream,
     pub(crate) generation: u32,
     pub(crate) behaviour: BehaviourId,
-    pub(crate) peer: Peer,
     pub(crate) phase: Phase,
     pub(crate) send: SendBuf,
     /// The start of a packet not complete yet (empty when reads end on a
@@ -147,12 +146,10 @@ pub(crate) struct SessionState {
 
 impl SessionState {
     pub(crate) fn new(stream: Stream, generation: u32, behaviour: BehaviourId, phase: Phase) -> Self {
-        let peer = stream.peer();
         SessionState {
             stream,
             generation,
             behaviour,
-            peer,
             phase,
             send: SendBuf::default(),
             partial: Vec::new(),

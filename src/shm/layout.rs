@@ -166,26 +166,20 @@ impl ShmRegion {
     }
 
     /// Hints the CPU to bring block `idx % blocks()` into this core's cache
-    /// (for writing if `write`). Not a memory access: it reads or changes
-    /// nothing the other end could observe, and may be ignored.
+    /// for reading. Not a memory access: it reads or changes nothing the
+    /// other end could observe, and may be ignored.
     #[inline]
-    pub(crate) fn prefetch(&self, idx: u32, write: bool) {
+    pub(crate) fn prefetch(&self, idx: u32) {
         #[cfg(all(target_arch = "x86_64", not(tcpshm_loom)))]
         {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let p = self.block_ptr(idx) as *const i8;
             // SAFETY: a prefetch has no architectural effect and cannot
             // fault; the pointer is inside the mapping anyway.
-            unsafe {
-                if write {
-                    _mm_prefetch::<_MM_HINT_ET0>(p)
-                } else {
-                    _mm_prefetch::<_MM_HINT_T0>(p)
-                }
-            }
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) }
         }
         #[cfg(not(all(target_arch = "x86_64", not(tcpshm_loom))))]
-        let _ = (idx, write);
+        let _ = idx;
     }
 
     /// The producer's word: write_idx and the consumed mark, stored together.

@@ -300,7 +300,7 @@ impl ShmReceiver {
             // While waiting, keep the next message's first block in this
             // core's cache: when the producer publishes, fetching the block
             // then overlaps fetching its index instead of following it.
-            self.region.prefetch(self.read_idx, false);
+            self.region.prefetch(self.read_idx);
             return Ok(None);
         }
         let mut read_idx = self.read_idx;
