@@ -142,15 +142,23 @@ impl Core {
 
     /// A session is open: its idle timeout starts, `on_open` is queued.
     pub(crate) fn open(&mut self, id: SessionId, origin: Origin) {
+        let Some(s) = self.session(id) else { return };
+        s.phase = Phase::Open;
+        let b = s.behaviour;
+        self.join_behaviour(id, b);
+        self.deferred.push_back(Deferred::Open(id, origin));
+    }
+
+    /// Puts a session under behaviour `b` (on opening, or adopted): its
+    /// idle timeout is the behaviour's, starting now.
+    pub(crate) fn join_behaviour(&mut self, id: SessionId, b: BehaviourId) {
         let now = self.clock.now();
-        let Some(b) = self.session(id).map(|s| s.behaviour) else { return };
         let idle = self.opts[b.0 as usize].idle.map(idle_millis);
         if let Some(s) = self.session(id) {
-            s.phase = Phase::Open;
+            s.behaviour = b;
             s.idle = idle;
         }
         self.arm_idle(id, now);
-        self.deferred.push_back(Deferred::Open(id, origin));
     }
 
     /// Starts (or restarts) the idle clock and makes sure a heap entry exists.

@@ -24,7 +24,7 @@ use super::receive::ReadUntil;
 use super::session::{BehaviourId, Phase, SessionId};
 use super::signal::SignalHooks;
 use super::stream::Stream;
-use super::time::{idle_millis, millis_ceil};
+use super::time::millis_ceil;
 
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
@@ -505,15 +505,11 @@ impl EventLoop {
     }
 
     fn adopt(&mut self, id: SessionId, to: BehaviourId) {
-        let idle = self.core.opts[to.0 as usize].idle.map(idle_millis);
         let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
         let from = s.behaviour.0 as usize;
         s.adopting = false;
         let Some(data) = self.behaviours[from].handler.take(id) else { return };
-        s.behaviour = to;
-        s.idle = idle;
-        let now = self.core.clock.now();
-        self.core.arm_idle(id, now);
+        self.core.join_behaviour(id, to);
         let adopted =
             self.behaviours[to.0 as usize].handler.adopt(&mut Session { cx: Ctx { core: &mut self.core }, id }, data);
         if !adopted {
