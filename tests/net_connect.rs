@@ -1,6 +1,6 @@
 //! Connectors: refused connects reported, reconnect after the server
-//! restarts, host names resolved (and failing to), a thousand connections at
-//! once, and moving a session to another behaviour.
+//! restarts, host names resolved (and failing to), fallback addresses, a
+//! thousand connections at once, and moving a session to another behaviour.
 
 mod net_common;
 
@@ -64,6 +64,40 @@ fn a_host_name_connects_and_one_that_does_not_resolve_is_reported() {
     let rec = el.add_behaviour(Behaviour::new(Recorder::default()));
     el.ctx().connect(rec, Target::Host("no-such-host.invalid".into(), port), ConnectOptions::default()).unwrap();
     run_until(&mut el, "the lookup failure", |el| !el.handler_mut::<Recorder>(rec).unwrap().connect_errors.is_empty());
+}
+
+/// TCP to a broadcast address fails inside `connect(2)` (ENETUNREACH).
+fn fails_at_once() -> SocketAddr {
+    "255.255.255.255:9".parse().unwrap()
+}
+
+#[test]
+fn the_addresses_of_a_target_are_tried_in_order_until_one_connects() {
+    let mut el = EventLoop::new().unwrap();
+    let echo = el.add_behaviour(Behaviour::new(Echo::default()).codec(codec()));
+    let ping = el.add_behaviour(Behaviour::new(Ping::new(b"third time")).codec(codec()));
+    let l = el.ctx().listen(echo, "127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+    let live = el.ctx().listener_addr(l).unwrap();
+    // The first fails in the call, the second later (refused), the third answers.
+    let addrs = vec![fails_at_once(), free_port(), live];
+    el.ctx().connect(ping, Target::Addrs(addrs), ConnectOptions::default()).unwrap();
+    run_until(&mut el, "the echo", |el| !el.handler_mut::<Ping>(ping).unwrap().echoes.is_empty());
+    let p = el.handler_mut::<Ping>(ping).unwrap();
+    assert_eq!((p.opened, p.connect_errors), (1, 0), "a failed address is not an error while others remain");
+}
+
+#[test]
+fn when_every_address_fails_the_last_error_is_reported_once() {
+    let mut el = EventLoop::new().unwrap();
+    let rec = el.add_behaviour(Behaviour::new(Recorder::default()));
+    let addrs = vec![free_port(), fails_at_once()];
+    el.ctx().connect(rec, Target::Addrs(addrs), ConnectOptions::default()).unwrap();
+    run_until(&mut el, "the connect error", |el| !el.handler_mut::<Recorder>(rec).unwrap().connect_errors.is_empty());
+    // Let anything still queued run before checking that it came once.
+    el.run_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(el.handler_mut::<Recorder>(rec).unwrap().connect_errors, [(ErrorKind::NetworkUnreachable, None)]);
+    let empty = el.ctx().connect(rec, Target::Addrs(vec![]), ConnectOptions::default());
+    assert_eq!(empty.unwrap_err().kind(), ErrorKind::InvalidInput);
 }
 
 #[test]

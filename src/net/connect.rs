@@ -14,6 +14,9 @@ use super::session::{BehaviourId, SessionId};
 pub enum Target {
     /// An address, connected at once.
     Addr(SocketAddr),
+    /// Addresses tried in order until one connects (a primary and its
+    /// fallbacks); every attempt, a reconnect too, starts from the first.
+    Addrs(Vec<SocketAddr>),
     /// A host name (or address text) and port, resolved on a resolver
     /// thread; the addresses are tried in order.
     Host(String, u16),
@@ -31,6 +34,10 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Addr(a) => write!(f, "{a}"),
+            Target::Addrs(list) => {
+                let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+                write!(f, "{}", list.join(","))
+            }
             Target::Host(h, p) => write!(f, "{h}:{p}"),
             Target::Unix(p) => write!(f, "unix:{}", p.display()),
         }
@@ -100,6 +107,11 @@ impl ConnectorState {
         // A reconnect resolves the name again.
         self.addrs.clear();
     }
+}
+
+/// The error of a target without an address to try.
+pub(crate) fn no_address() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
 }
 
 /// A finished lookup: the connector, its generation, the addresses.

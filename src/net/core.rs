@@ -331,6 +331,7 @@ impl Core {
         let Some(c) = self.connectors.get_mut(index) else { return };
         let (generation, behaviour) = (c.generation, c.behaviour);
         let stream = match (&c.target, c.addrs.is_empty()) {
+            (Target::Unix(path), _) => mio::net::UnixStream::connect(path).map(Stream::Unix),
             (Target::Host(host, port), true) => {
                 let shared = self.shared.clone();
                 let done = self.shared.resolved.clone();
@@ -340,12 +341,16 @@ impl Core {
                 }
                 return;
             }
-            (Target::Host(..), false) => {
-                let addr = c.addrs.remove(0);
-                mio::net::TcpStream::connect(addr).map(Stream::Tcp)
-            }
-            (Target::Addr(addr), _) => mio::net::TcpStream::connect(*addr).map(Stream::Tcp),
-            (Target::Unix(path), _) => mio::net::UnixStream::connect(path).map(Stream::Unix),
+            (Target::Addr(addr), true) => mio::net::TcpStream::connect(*addr).map(Stream::Tcp),
+            (Target::Addrs(list), true) => match list.split_first() {
+                Some((first, rest)) => {
+                    c.addrs = rest.to_vec();
+                    mio::net::TcpStream::connect(*first).map(Stream::Tcp)
+                }
+                None => Err(connect::no_address()),
+            },
+            // The next address of this attempt.
+            (_, false) => mio::net::TcpStream::connect(c.addrs.remove(0)).map(Stream::Tcp),
         };
         let stream = stream.and_then(|s| {
             if let Stream::Tcp(t) = &s {

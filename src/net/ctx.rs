@@ -200,10 +200,14 @@ impl Ctx<'_> {
     /// the session opens with [`Origin::Connected`](super::Origin::Connected), or
     /// [`on_connect_error`](super::Handler::on_connect_error) says why not.
     ///
-    /// An error only for a behaviour this loop does not have.
+    /// An error (`InvalidInput`) only for a behaviour this loop does not
+    /// have or an empty [`Target::Addrs`].
     pub fn connect(&mut self, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> io::Result<ConnectorId> {
         if behaviour.0 as usize >= self.core.opts.len() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));
+        }
+        if target == Target::Addrs(Vec::new()) {
+            return Err(super::connect::no_address());
         }
         let generation = self.core.next_generation();
         let index = self.core.connectors.insert(ConnectorState::new(generation, behaviour, target, opts));

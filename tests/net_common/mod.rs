@@ -116,11 +116,12 @@ pub struct Ping {
     pub opened: usize,
     pub echoes: Vec<Vec<u8>>,
     pub closed: Vec<&'static str>,
+    pub connect_errors: usize,
 }
 
 impl Ping {
     pub fn new(payload: &[u8]) -> Self {
-        Ping { payload: payload.to_vec(), opened: 0, echoes: Vec::new(), closed: Vec::new() }
+        Ping { payload: payload.to_vec(), opened: 0, echoes: Vec::new(), closed: Vec::new(), connect_errors: 0 }
     }
 }
 
@@ -138,5 +139,9 @@ impl Handler for Ping {
 
     fn on_close(&mut self, _: &mut Ctx<'_>, _: SessionId, _: (), reason: &CloseReason) {
         self.closed.push(reason_name(reason));
+    }
+
+    fn on_connect_error(&mut self, _: &mut Ctx<'_>, _: &tcpshm::net::Target, _: &std::io::Error, _: Option<Duration>) {
+        self.connect_errors += 1;
     }
 }
