@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::session::{BehaviourId, SessionId};
+use super::session::{BehaviourId, Generation, SessionId};
 
 /// Where a connector connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,12 +70,12 @@ pub struct ConnectOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnectorId {
     pub(crate) index: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
 }
 
 #[derive(Debug)]
 pub(crate) struct ConnectorState {
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
     pub(crate) behaviour: BehaviourId,
     pub(crate) target: Target,
     pub(crate) opts: ConnectOptions,
@@ -88,7 +88,7 @@ pub(crate) struct ConnectorState {
 }
 
 impl ConnectorState {
-    pub(crate) fn new(generation: u32, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> Self {
+    pub(crate) fn new(generation: Generation, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> Self {
         let delay = opts.reconnect.map(|b| b.initial).unwrap_or_default();
         ConnectorState { generation, behaviour, target, opts, delay, addrs: Vec::new(), session: None }
     }
@@ -115,14 +115,14 @@ pub(crate) fn no_address() -> io::Error {
 }
 
 /// A finished lookup: the connector, its generation, the addresses.
-pub(crate) type Resolved = (usize, u32, io::Result<Vec<SocketAddr>>);
+pub(crate) type Resolved = (usize, Generation, io::Result<Vec<SocketAddr>>);
 
 /// Resolves `host:port` on a new thread and hands the result to `done`,
 /// then `wake`s the loop.
 pub(crate) fn resolve(
     host: String,
     port: u16,
-    key: (usize, u32),
+    key: (usize, Generation),
     done: Arc<Mutex<Vec<Resolved>>>,
     wake: impl FnOnce() + Send + 'static,
 ) -> io::Result<()> {

@@ -20,7 +20,7 @@ use super::error::{CloseReason, SendError};
 use super::event_loop::Shared;
 use super::handler::{Options, Origin};
 use super::listener::ListenerState;
-use super::session::{self, BehaviourId, Phase, SessionId, SessionState, WriteSide};
+use super::session::{self, BehaviourId, Generation, Phase, SessionId, SessionState, WriteSide};
 use super::stream::Stream;
 use super::time::{idle_millis, millis_ceil, Clock, Deadlines, Millis};
 
@@ -28,7 +28,7 @@ use super::time::{idle_millis, millis_ceil, Clock, Deadlines, Millis};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId {
     index: u32,
-    generation: u32,
+    generation: Generation,
 }
 
 /// How many times a timer fires.
@@ -43,7 +43,7 @@ pub enum Repeat {
 type TimerCallback = Box<dyn FnMut(&mut Ctx<'_>, TimerId)>;
 
 struct UserTimer {
-    generation: u32,
+    generation: Generation,
     interval: Millis,
     /// Firings left after the next (None: forever).
     left: Option<u32>,
@@ -57,8 +57,8 @@ pub(crate) enum Due {
     User(TimerId),
     Idle(SessionId),
     ConnectTimeout(SessionId),
-    Reconnect(usize, u32),
-    ListenResume(usize, u32),
+    Reconnect(usize, Generation),
+    ListenResume(usize, Generation),
 }
 
 /// Work that needs a handler, done when the current callback returns.
@@ -67,7 +67,7 @@ pub(crate) enum Deferred {
     Open(SessionId, Origin),
     Reap(SessionId),
     Adopt(SessionId, BehaviourId),
-    ConnectError(usize, u32, io::Error),
+    ConnectError(usize, Generation, io::Error),
 }
 
 /// The loop's state apart from its handlers and receive buffer.
@@ -77,18 +77,22 @@ pub(crate) struct Core {
     pub(crate) listeners: Slab<ListenerState>,
     pub(crate) connectors: Slab<ConnectorState>,
     timers: Slab<UserTimer>,
-    pub(crate) deadlines: Deadlines<Due>,
+    deadlines: Deadlines<Due>,
     pub(crate) opts: Vec<Options>,
     pub(crate) clock: Clock,
     pub(crate) deferred: VecDeque<Deferred>,
     /// Sessions whose last read stopped at the per-event limit (fairness):
     /// read again next iteration without waiting.
     pub(crate) unread: Vec<SessionId>,
-    generation: u32,
+    generation: Generation,
     pub(crate) stopped: bool,
     pub(crate) iteration: u64,
     pub(crate) shared: Arc<Shared>,
 }
+
+/// Heap entries allowed beyond twice the live bound before a sweep, so a
+/// small loop does not sweep on every add.
+const STALE_SLACK: usize = 64;
 
 /// Tokens: sessions `4i`, listeners `4i + 1`; the waker is `usize::MAX`.
 pub(crate) fn session_token(index: usize) -> Token {
@@ -119,9 +123,45 @@ impl Core {
         }
     }
 
-    pub(crate) fn next_generation(&mut self) -> u32 {
-        self.generation = self.generation.wrapping_add(1);
+    pub(crate) fn next_generation(&mut self) -> Generation {
+        self.generation += 1;
         self.generation
+    }
+
+    /// `due` comes due at `at`. First, if the heap holds more than twice
+    /// as many entries as can be live (each timer, listener and connector
+    /// one, each session two), the stale ones go: cancelled timers, idle
+    /// entries a shorter timeout replaced, timeouts of closed sessions.
+    pub(crate) fn schedule(&mut self, at: Millis, due: Due) {
+        let can_be_live = self.timers.len() + self.listeners.len() + self.connectors.len() + 2 * self.sessions.len();
+        if self.deadlines.len() > 2 * can_be_live + STALE_SLACK {
+            let mut deadlines = std::mem::replace(&mut self.deadlines, Deadlines::new());
+            deadlines.retain(|at, due| self.is_live(at, due));
+            self.deadlines = deadlines;
+        }
+        self.deadlines.add(at, due);
+    }
+
+    /// Whether a heap entry for `at` still means something.
+    fn is_live(&self, at: Millis, due: Due) -> bool {
+        let session = |id: SessionId| self.sessions.get(id.index as usize).filter(|s| s.generation == id.generation);
+        match due {
+            Due::User(id) => self.timers.get(id.index as usize).is_some_and(|t| t.generation == id.generation),
+            Due::Idle(id) => session(id).is_some_and(|s| s.idle_queued == Some(at)),
+            Due::ConnectTimeout(id) => session(id).is_some_and(|s| s.phase == Phase::Connecting),
+            Due::Reconnect(index, g) => self.connectors.get(index).is_some_and(|c| c.generation == g),
+            Due::ListenResume(index, g) => self.listeners.get(index).is_some_and(|l| l.generation == g),
+        }
+    }
+
+    /// The earliest deadline, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Millis> {
+        self.deadlines.next()
+    }
+
+    /// The earliest entry due at or before `now`, removed.
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<Due> {
+        self.deadlines.pop_due(now)
     }
 
     /// The session `id` names, if it is still there.
@@ -177,7 +217,7 @@ impl Core {
         if s.idle.is_some() && s.idle_queued.is_none_or(|q| s.idle_deadline < q) {
             s.idle_queued = Some(s.idle_deadline);
             let at = s.idle_deadline;
-            self.deadlines.add(at, Due::Idle(id));
+            self.schedule(at, Due::Idle(id));
         }
     }
 
@@ -294,7 +334,7 @@ impl Core {
         let index = self.timers.insert(UserTimer { generation, interval, left, callback: Some(callback) });
         let id = TimerId { index: index as u32, generation };
         let at = self.clock.now().saturating_add(millis_ceil(delay));
-        self.deadlines.add(at, Due::User(id));
+        self.schedule(at, Due::User(id));
         id
     }
 
@@ -320,7 +360,7 @@ impl Core {
                 t.left = left.map(|n| n - 1);
                 t.callback = Some(callback);
                 let next = at.saturating_add(t.interval.max(1)).max(cx.core.clock.now());
-                cx.core.deadlines.add(next, Due::User(id));
+                cx.core.schedule(next, Due::User(id));
             }
         }
     }
@@ -367,7 +407,7 @@ impl Core {
                 c.session = Some(id);
                 if let Some(t) = c.opts.timeout {
                     let at = self.clock.now().saturating_add(millis_ceil(t));
-                    self.deadlines.add(at, Due::ConnectTimeout(id));
+                    self.schedule(at, Due::ConnectTimeout(id));
                 }
             }
             Err(e) => {
@@ -390,7 +430,8 @@ impl Core {
         match c.next_retry() {
             Some(delay) => {
                 let at = self.clock.now().saturating_add(millis_ceil(delay));
-                self.deadlines.add(at, Due::Reconnect(index, c.generation));
+                let generation = c.generation;
+                self.schedule(at, Due::Reconnect(index, generation));
             }
             None => {
                 self.connectors.remove(index);
@@ -415,5 +456,74 @@ impl Core {
                 self.attempt(c);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::os::fd::OwnedFd;
+    use std::rc::Rc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::net::{Behaviour, EventLoop, Handler, Session};
+
+    /// Closes on idle timeout (the default) and records why.
+    #[derive(Default)]
+    struct Idle {
+        closed: Option<String>,
+    }
+
+    impl Handler for Idle {
+        type Session = ();
+
+        fn on_open(&mut self, _: &mut Session<'_>, _: Origin) {}
+
+        fn on_packet(&mut self, _: &mut Session<'_>, _: &mut (), _: &[u8]) {}
+
+        fn on_close(&mut self, _: &mut Ctx<'_>, _: SessionId, _: (), reason: &CloseReason) {
+            self.closed = Some(format!("{reason:?}"));
+        }
+    }
+
+    fn run_until(el: &mut EventLoop, what: &str, mut done: impl FnMut(&mut EventLoop) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(el) {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            el.run_once(Some(Duration::from_millis(10))).unwrap();
+        }
+    }
+
+    #[test]
+    fn stale_heap_entries_are_swept_and_live_ones_still_fire() {
+        const ROUNDS: u64 = 20_000;
+        let mut el = EventLoop::new().unwrap();
+        let idle = el.add_behaviour(Behaviour::new(Idle::default()));
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let session = el.adopt_fd(idle, OwnedFd::from(ours)).unwrap();
+        let fired = Rc::new(Cell::new(false));
+        let flag = fired.clone();
+        el.ctx().add_timer(Duration::from_millis(1), Duration::ZERO, Repeat::Times(1), move |_, _| flag.set(true));
+        let hour = Duration::from_secs(3600);
+        for k in 0..ROUNDS {
+            // An idle timeout shortened again and again (ending at 1 ms), and
+            // timers cancelled long before they are due: each leaves a
+            // stale entry behind.
+            el.ctx().set_idle_timeout(session, Some(Duration::from_millis(ROUNDS - k)));
+            let t = el.ctx().add_timer(hour, hour, Repeat::Forever, |_, _| {});
+            assert!(el.ctx().cancel_timer(t));
+        }
+        // More sweeps, with the idle timeout's last entry in the heap.
+        for _ in 0..10 * STALE_SLACK {
+            let t = el.ctx().add_timer(hour, hour, Repeat::Forever, |_, _| {});
+            assert!(el.ctx().cancel_timer(t));
+        }
+        // Live: the short timer, the idle entry; bound: 1 timer, 1 session.
+        let bound = 2 * (1 + 2) + STALE_SLACK + 1;
+        assert!(el.core.deadlines.len() <= bound, "{} entries after {ROUNDS} rounds", el.core.deadlines.len());
+        run_until(&mut el, "the timer that stayed", |_| fired.get());
+        run_until(&mut el, "the idle timeout", |el| el.handler_mut::<Idle>(idle).unwrap().closed.is_some());
+        assert_eq!(el.handler_mut::<Idle>(idle).unwrap().closed.as_deref(), Some("IdleTimeout"));
     }
 }

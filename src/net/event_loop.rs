@@ -21,7 +21,7 @@ use super::error::CloseReason;
 use super::handler::{Behaviour, Erased, Handler, Origin, Typed};
 use super::listener::{self, OUT_OF_FDS_PAUSE};
 use super::receive::ReadUntil;
-use super::session::{BehaviourId, Phase, SessionId};
+use super::session::{BehaviourId, Generation, Phase, SessionId};
 use super::signal::SignalHooks;
 use super::stream::Stream;
 use super::time::millis_ceil;
@@ -296,8 +296,7 @@ impl EventLoop {
         if self.busy_poll || !self.core.unread.is_empty() || self.core.stopped {
             return Some(Duration::ZERO);
         }
-        let timer =
-            self.core.deadlines.next().map(|at| Duration::from_millis(at.saturating_sub(self.core.clock.now())));
+        let timer = self.core.next_deadline().map(|at| Duration::from_millis(at.saturating_sub(self.core.clock.now())));
         match (timer, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -349,17 +348,36 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if listener::is_resource_exhaustion(&e) => {
                     // Pause instead of spinning on a listener that stays readable.
-                    let l = &mut self.core.listeners[index];
-                    let _ = mio::event::Source::deregister(&mut l.listening, &self.core.registry);
-                    let at = self.core.clock.now() + millis_ceil(OUT_OF_FDS_PAUSE);
-                    self.core.deadlines.add(at, Due::ListenResume(index, l.generation));
-                    let paused = self.core.listeners.contains(index);
-                    self.accept_error(behaviour, e, paused);
+                    self.pause_listener(index, behaviour, e);
                     return;
                 }
                 Err(e) => self.accept_error(behaviour, e, false),
             }
             self.settle();
+        }
+    }
+
+    /// Takes listener `index` out of the poll for [`OUT_OF_FDS_PAUSE`] and
+    /// reports `e` with the pause.
+    fn pause_listener(&mut self, index: usize, behaviour: BehaviourId, e: io::Error) {
+        let l = &mut self.core.listeners[index];
+        // Fails harmlessly when a failed resumption left it out already.
+        let _ = mio::event::Source::deregister(&mut l.listening, &self.core.registry);
+        let generation = l.generation;
+        let at = self.core.clock.now().saturating_add(millis_ceil(OUT_OF_FDS_PAUSE));
+        self.core.schedule(at, Due::ListenResume(index, generation));
+        self.accept_error(behaviour, e, true);
+    }
+
+    /// Takes a paused listener back into the poll and accepts what waits;
+    /// if it cannot be registered, that is reported and it waits again.
+    fn resume_listener(&mut self, index: usize, generation: Generation) {
+        let Some(l) = self.core.listeners.get_mut(index).filter(|l| l.generation == generation) else { return };
+        let behaviour = l.behaviour;
+        let token = core::listener_token(index);
+        match mio::event::Source::register(&mut l.listening, &self.core.registry, token, mio::Interest::READABLE) {
+            Ok(()) => self.accept(index),
+            Err(e) => self.pause_listener(index, behaviour, e),
         }
     }
 
@@ -422,7 +440,7 @@ impl EventLoop {
     }
 
     fn fire_timers(&mut self, now: u64) {
-        while let Some(due) = self.core.deadlines.pop_due(now) {
+        while let Some(due) = self.core.pop_due(now) {
             match due {
                 Due::User(id) => Core::fire_timer(&mut Ctx { core: &mut self.core }, id, now),
                 Due::Idle(id) => self.idle(id, now),
@@ -436,18 +454,7 @@ impl EventLoop {
                         self.core.attempt(index);
                     }
                 }
-                Due::ListenResume(index, generation) => {
-                    if let Some(l) = self.core.listeners.get_mut(index).filter(|l| l.generation == generation) {
-                        let token = core::listener_token(index);
-                        let _ = mio::event::Source::register(
-                            &mut l.listening,
-                            &self.core.registry,
-                            token,
-                            mio::Interest::READABLE,
-                        );
-                        self.accept(index);
-                    }
-                }
+                Due::ListenResume(index, generation) => self.resume_listener(index, generation),
             }
             self.settle();
         }
@@ -520,7 +527,7 @@ impl EventLoop {
         }
     }
 
-    fn connect_error(&mut self, index: usize, generation: u32, e: io::Error) {
+    fn connect_error(&mut self, index: usize, generation: Generation, e: io::Error) {
         let Some(c) = self.core.connectors.get_mut(index).filter(|c| c.generation == generation) else { return };
         let (b, target) = (c.behaviour.0 as usize, c.target.clone());
         let retry = c.next_retry();
@@ -528,7 +535,7 @@ impl EventLoop {
             self.core.connectors.remove(index);
         } else if let Some(delay) = retry {
             let at = self.core.clock.now().saturating_add(millis_ceil(delay));
-            self.core.deadlines.add(at, Due::Reconnect(index, generation));
+            self.core.schedule(at, Due::Reconnect(index, generation));
         }
         self.behaviours[b].handler.connect_error(&mut Ctx { core: &mut self.core }, &target, &e, retry);
     }

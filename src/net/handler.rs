@@ -70,8 +70,10 @@ pub trait Handler: 'static {
         let _ = (cx, target, error, retry);
     }
 
-    /// A listener's accept failed; on EMFILE/ENFILE (out of descriptors)
-    /// it stops accepting for `pause` instead of spinning.
+    /// A listener's accept failed; out of descriptors or memory (EMFILE,
+    /// ENFILE, ENOBUFS, ENOMEM) it stops accepting for `pause` instead of
+    /// spinning, and if it cannot rejoin the poll after that, this reports
+    /// why with another `pause`.
     fn on_accept_error(&mut self, cx: &mut Ctx<'_>, error: &io::Error, pause: Option<Duration>) {
         let _ = (cx, error, pause);
     }

@@ -12,7 +12,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::session::BehaviourId;
+use super::session::{BehaviourId, Generation};
 use super::stream::Stream;
 
 /// How a listener is bound.
@@ -38,7 +38,7 @@ impl Default for ListenOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ListenerId {
     pub(crate) index: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
 }
 
 /// How long a listener stops accepting when the process is out of
@@ -54,7 +54,7 @@ pub(crate) enum Listening {
 #[derive(Debug)]
 pub(crate) struct ListenerState {
     pub(crate) listening: Listening,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
     pub(crate) behaviour: BehaviourId,
 }
 

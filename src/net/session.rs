@@ -7,6 +7,12 @@ use super::error::CloseReason;
 use super::stream::Stream;
 use super::time::Millis;
 
+/// Which use of a slot an id names. One 64-bit count per loop numbers
+/// every session, timer, listener and connector it makes: at a billion a
+/// second it would take centuries to come round, so an old id can never
+/// match a new occupant of its slot.
+pub(crate) type Generation = u64;
+
 /// A session's handle: its slot in the loop and the generation of that
 /// slot, so a handle kept after the session closed never reaches a newer
 /// session in the same slot. Copy it freely; sending to a closed session is
@@ -14,7 +20,7 @@ use super::time::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId {
     pub(crate) index: u32,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
 }
 
 /// A behaviour registered with [`EventLoop::add_behaviour`](super::EventLoop::add_behaviour).
@@ -117,7 +123,7 @@ pub(crate) enum WriteSide {
 #[derive(Debug)]
 pub(crate) struct SessionState {
     pub(crate) stream: Stream,
-    pub(crate) generation: u32,
+    pub(crate) generation: Generation,
     pub(crate) behaviour: BehaviourId,
     pub(crate) phase: Phase,
     pub(crate) send: SendBuf,
@@ -145,7 +151,7 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    pub(crate) fn new(stream: Stream, generation: u32, behaviour: BehaviourId, phase: Phase) -> Self {
+    pub(crate) fn new(stream: Stream, generation: Generation, behaviour: BehaviourId, phase: Phase) -> Self {
         SessionState {
             stream,
             generation,

@@ -7,7 +7,10 @@
 //! the truth, and a popped key that no longer matches it is skipped. So a
 //! session's idle timeout costs nothing per packet: traffic moves the
 //! session's own deadline, and the heap entry, when it comes due, is pushed
-//! again to wherever that deadline has moved.
+//! again to wherever that deadline has moved. Stale entries of far
+//! deadlines (a timer cancelled an hour before it was due) are swept out
+//! when they outnumber the live ones (`Core::schedule`), so memory follows
+//! what is live and each entry is swept at most once.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -87,9 +90,17 @@ impl<K: Ord + Copy> Deadlines<K> {
     }
 
     /// Entries held, stale ones included.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// Keeps only the entries `live(at, key)` says are, in O(n); the
+    /// memory of the ones dropped is given back.
+    pub(crate) fn retain(&mut self, mut live: impl FnMut(Millis, K) -> bool) {
+        let mut entries = std::mem::take(&mut self.heap).into_vec();
+        entries.retain(|Reverse((at, _, key))| live(*at, *key));
+        entries.shrink_to(entries.len() * 2);
+        self.heap = BinaryHeap::from(entries);
     }
 }
 
@@ -109,6 +120,17 @@ mod tests {
         assert_eq!(fired, ['b', 'd', 'c', 'a']);
         assert_eq!(d.pop_due(u64::MAX - 1), None);
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn retain_keeps_the_live_entries_in_order() {
+        let mut d = Deadlines::new();
+        for (at, k) in [(5, 1), (3, 2), (5, 3), (1, 4), (3, 5)] {
+            d.add(at, k);
+        }
+        d.retain(|_, k| k != 2 && k != 4);
+        let fired: Vec<i32> = std::iter::from_fn(|| d.pop_due(5)).collect();
+        assert_eq!(fired, [5, 1, 3]);
     }
 
     #[test]
