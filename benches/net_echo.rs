@@ -2,7 +2,7 @@
 //! echo server, in the same run, and user-space memory per idle connection.
 //!
 //! ```text
-//! cargo bench --bench net_echo -- [--quick]
+//! cargo bench --bench net_echo -- [--quick] [--turns 3] [--conns N] [--size N]
 //! ```
 //!
 //! Each server runs single-threaded in a child process (this binary with
@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use net_echo::{EchoClient, EchoServer};
 use tcpshm::net::{Behaviour, ConnectOptions, EventLoop, ListenOptions, Target};
 
-/// Turns each server takes per case.
+/// Turns each server takes per case, unless `--turns N` says otherwise.
 const TURNS: u64 = 3;
 /// Connections per case, and the idle-memory count.
 const CONNS: [usize; 3] = [1, 100, 10_000];
@@ -35,37 +35,71 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--serve") {
         return serve(args.get(2).map(String::as_str).unwrap_or("ours"));
     }
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+    let number = |name: &str| flag(name).map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{name} takes a number")));
     let quick = args.iter().any(|a| a == "--quick") || std::env::var_os("TCPSHM_BENCH_QUICK").is_some();
+    let turns = number("--turns").unwrap_or(TURNS).max(1);
+    // `--conns N` / `--size N`: only the cases with that count or size.
+    let only_conns = number("--conns").map(|n| n as usize);
+    let only_size = number("--size").map(|n| n as usize);
     let conns = raise_fd_limit(&CONNS);
-    let total: u64 = if quick { 1_000 } else { 30_000 };
+    let total: u64 = if quick { 1_000 } else { 10_000 * turns };
     let mode = if quick { " (quick)" } else { "" };
-    println!("net echo bench{mode}: {total} echoes per case in {TURNS} turns per server, one packet in flight per connection");
+    println!("net echo bench{mode}: {total} echoes per case in {turns} turns per server, one packet in flight per connection");
     println!(
-        "{:<10} {:>6} {:>6} {:>12} {:>10} {:>10} {:>8}",
-        "server", "conns", "size", "echoes/s", "p50 ns", "p99 ns", "ratio"
+        "{:<10} {:>6} {:>6} {:>12} {:>10} {:>10} {:>8} {:>12}",
+        "server", "conns", "size", "echoes/s", "p50 ns", "p99 ns", "ratio", "turns"
     );
     let servers = [Server::start("ours"), Server::start("tokio")];
     // Warm both servers (and this process) up before the first figure.
     for s in &servers {
         load(s.addr, 10, 20, 64);
     }
-    for &size in &SIZES {
-        for &n in &conns {
-            let count = (total / TURNS / n as u64).max(3);
+    for &size in SIZES.iter().filter(|&&s| only_size.is_none_or(|o| o == s)) {
+        for &n in conns.iter().filter(|&&n| only_conns.is_none_or(|o| o == n)) {
+            let count = (total / turns / n as u64).max(3);
             let mut results: Vec<Load> = servers.iter().map(|_| Load::default()).collect();
+            let mut ratios = Vec::new();
             // The servers take turns, so both see the same moments of a noisy VM.
-            for _ in 0..TURNS {
-                for (s, r) in servers.iter().zip(&mut results) {
-                    r.add(load(s.addr, n, count, size));
-                }
+            for _ in 0..turns {
+                let rates: Vec<f64> = servers
+                    .iter()
+                    .zip(&mut results)
+                    .map(|(s, r)| {
+                        let turn = load(s.addr, n, count, size);
+                        let rate = turn.rate();
+                        r.add(turn);
+                        rate
+                    })
+                    .collect();
+                ratios.push(rates[0] / rates[1]);
             }
+            ratios.sort_by(f64::total_cmp);
             for (s, r) in servers.iter().zip(&results) {
-                let ratio =
-                    if s.name == "ours" { format!("{:.2}", r.rate() / results[1].rate()) } else { String::new() };
+                let (ratio, spread) = if s.name == "ours" {
+                    let spread = format!("{:.2}-{:.2}", ratios[0], ratios[ratios.len() - 1]);
+                    (format!("{:.2}", ratios[ratios.len() / 2]), spread)
+                } else {
+                    Default::default()
+                };
                 let (p50, p99) = (r.rtt_ns.value_at_quantile(0.5), r.rtt_ns.value_at_quantile(0.99));
-                println!("{:<10} {:>6} {:>6} {:>12.0} {:>10} {:>10} {:>8}", s.name, n, size, r.rate(), p50, p99, ratio);
+                println!(
+                    "{:<10} {:>6} {:>6} {:>12.0} {:>10} {:>10} {:>8} {:>12}",
+                    s.name,
+                    n,
+                    size,
+                    r.rate(),
+                    p50,
+                    p99,
+                    ratio,
+                    spread
+                );
             }
         }
+    }
+    println!("(ratio: the median over turns of ours / tokio echoes per second; turns: their range)");
+    if only_conns.is_some() || only_size.is_some() {
+        return;
     }
     let idle = *conns.last().expect("a connection count");
     println!("\nuser-space memory per idle connection ({idle} connections, server RSS delta / connections):");
@@ -78,7 +112,6 @@ fn main() {
         let after = s.rss_kib();
         println!("{:<10} {:>8.0} bytes", s.name, (after.saturating_sub(before) * 1024) as f64 / idle as f64);
     }
-    println!("(ratio: ours / tokio echoes per second)");
 }
 
 /// A server child process.

@@ -210,7 +210,11 @@ impl EventLoop {
 
     /// Takes over an open descriptor (an accepted socket, a pipe, one end
     /// of a socketpair) as a session of `behaviour` (sock_manager's
-    /// `sm_add_accepted`); it opens with [`Origin::Adopted`].
+    /// `sm_add_accepted`); it opens with [`Origin::Adopted`]. A TCP or
+    /// Unix-domain stream socket is then a session like any other; other
+    /// descriptors are read and written as files (no half-close, no peer
+    /// address, and a pipe whose reader has gone raises SIGPIPE unless the
+    /// program ignores it, as Rust programs do by default).
     pub fn adopt_fd(&mut self, behaviour: BehaviourId, fd: OwnedFd) -> io::Result<SessionId> {
         if behaviour.0 as usize >= self.behaviours.len() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));

@@ -75,12 +75,40 @@ impl SendBuf {
     }
 }
 
-/// Writes `parts` (prefix, payload, suffix) to the stream in one vectored
-/// write; returns how many bytes it took (0 if it would block).
+/// Frames up to this size are assembled on the stack and sent with one
+/// `send`: copying a few hundred bytes costs less than the kernel's
+/// gathering of iovecs (`sendmsg`).
+const ASSEMBLE_MAX: usize = 256;
+
+/// Writes `parts` (prefix, payload, suffix) to the stream in one call;
+/// returns how many bytes it took (0 if it would block).
 pub(crate) fn write_parts(stream: &mut Stream, parts: &[&[u8]; 3]) -> io::Result<usize> {
-    let slices = [IoSlice::new(parts[0]), IoSlice::new(parts[1]), IoSlice::new(parts[2])];
+    // Only the parts with bytes: a raw frame is a plain send.
+    let mut slices = [IoSlice::new(&[]); 3];
+    let mut n = 0;
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        slices[n] = IoSlice::new(p);
+        n += 1;
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut assembled: [u8; ASSEMBLE_MAX];
+    if n > 1 && total <= ASSEMBLE_MAX {
+        assembled = [0; ASSEMBLE_MAX];
+        let mut at = 0;
+        for p in parts {
+            assembled[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        slices[0] = IoSlice::new(&assembled[..total]);
+        n = 1;
+    }
     loop {
-        return match stream.write_vectored(&slices) {
+        let written = match &slices[..n] {
+            [] => Ok(0),
+            [one] => stream.write(one),
+            some => stream.write_vectored(some),
+        };
+        return match written {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => r,

@@ -1,5 +1,11 @@
 //! The byte streams a session can run on: TCP, Unix-domain, or any other
-//! file descriptor handed over by the user (a pipe, a socketpair end).
+//! file descriptor handed over by the user (a pipe, a terminal).
+//!
+//! Sockets are written with `send`/`sendmsg` and `MSG_NOSIGNAL`: a peer
+//! that has gone is `EPIPE`, never a SIGPIPE that kills a host program which
+//! did not ignore it (Rust's runtime ignores it; a C host may not). A pipe
+//! has no such flag: a program that writes to pipes whose reader may go
+//! should ignore SIGPIPE.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -11,6 +17,7 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use socket2::SockRef;
 
 /// Who is at the other end of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +40,27 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// Takes over `fd` (any readable/writable descriptor), made non-blocking.
+    /// A TCP or Unix-domain stream socket becomes a stream of that kind, so
+    /// it is written without SIGPIPE, can half-close and names its peer;
+    /// anything else (a pipe, a datagram socket, a terminal) is read and
+    /// written as a file.
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
-        // socket2's fcntl(O_NONBLOCK) works on any descriptor; reads and
-        // writes then go through File, which does not assume a socket.
         let s = socket2::Socket::from(fd);
+        // socket2's fcntl(O_NONBLOCK) works on any descriptor.
         s.set_nonblocking(true)?;
+        if s.r#type().ok() == Some(socket2::Type::STREAM) {
+            match s.domain() {
+                Ok(socket2::Domain::UNIX) => {
+                    return Ok(Stream::Unix(UnixStream::from_std(std::os::unix::net::UnixStream::from(OwnedFd::from(
+                        s,
+                    )))))
+                }
+                Ok(socket2::Domain::IPV4 | socket2::Domain::IPV6) => {
+                    return Ok(Stream::Tcp(TcpStream::from_std(std::net::TcpStream::from(OwnedFd::from(s)))))
+                }
+                _ => {}
+            }
+        }
         Ok(Stream::Fd(File::from(OwnedFd::from(s))))
     }
 
@@ -57,18 +80,21 @@ impl Stream {
         }
     }
 
+    /// Writes `buf` (`send(MSG_NOSIGNAL)` on sockets: no SIGPIPE, and
+    /// none of `write`'s file-layer work).
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => SockRef::from(&*s).send_with_flags(buf, libc::MSG_NOSIGNAL),
+            Stream::Unix(s) => SockRef::from(&*s).send_with_flags(buf, libc::MSG_NOSIGNAL),
             Stream::Fd(f) => f.write(buf),
         }
     }
 
+    /// Writes `bufs` in one call (`sendmsg(MSG_NOSIGNAL)` on sockets).
     pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tcp(s) => SockRef::from(&*s).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+            Stream::Unix(s) => SockRef::from(&*s).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
             Stream::Fd(f) => f.write_vectored(bufs),
         }
     }
