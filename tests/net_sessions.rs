@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net_common::{codec, frame, run_until, Echo, Ping, PATIENCE};
-use tcpshm::net::{Behaviour, ConnectOptions, EventLoop, Handler, ListenOptions, Origin, SendError, Session, Target};
+use tcpshm::net::{
+    Behaviour, ConnectOptions, EventLoop, Handler, ListenOptions, Origin, Peer, SendError, Session, Target,
+};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -66,6 +68,23 @@ fn packets_split_at_every_byte_offset_arrive_whole() {
         assert_eq!(back, wire, "echo after a cut at {cut}");
     }
     assert_eq!(el.handler_mut::<Echo>(echo).unwrap().opened[0].1, Origin::Adopted);
+}
+
+#[test]
+fn an_adopted_tcp_socket_is_a_session_like_an_accepted_one() {
+    let mut el = EventLoop::new().unwrap();
+    let echo = el.add_behaviour(Behaviour::new(Echo::default()).codec(codec()));
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let mut c = client(listener.local_addr().unwrap());
+    let (accepted, _) = listener.accept().unwrap();
+    let id = el.adopt_fd(echo, OwnedFd::from(accepted)).unwrap();
+    // Known as TCP: it names its peer (a plain descriptor would be Peer::Fd).
+    assert_eq!(el.ctx().peer(id), Some(Peer::Inet(c.local_addr().unwrap())));
+    c.write_all(&frame(b"adopted")).unwrap();
+    run_until(&mut el, "the packet", |el| el.handler_mut::<Echo>(echo).unwrap().packets == 1);
+    let mut back = vec![0; frame(b"adopted").len()];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(back, frame(b"adopted"));
 }
 
 #[test]

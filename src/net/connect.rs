@@ -58,8 +58,9 @@ pub struct Backoff {
 /// How a connector behaves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
-    /// Give up an attempt after this long (`TimedOut`); none by default
-    /// (the kernel's own, minutes for TCP).
+    /// Give up connecting to one address after this long (`TimedOut`; the
+    /// next address of the target, if any, then gets as long); none by
+    /// default (the kernel's own, minutes for TCP).
     pub timeout: Option<Duration>,
     /// Reconnect with this back-off after failures and closes, until
     /// [`Ctx::cancel_connect`](super::Ctx::cancel_connect).

@@ -368,54 +368,58 @@ impl Core {
     /// Starts an attempt of connector `index`: resolves, or connects to the
     /// next address.
     pub(crate) fn attempt(&mut self, index: usize) {
-        let Some(c) = self.connectors.get_mut(index) else { return };
-        let (generation, behaviour) = (c.generation, c.behaviour);
-        let stream = match (&c.target, c.addrs.is_empty()) {
-            (Target::Unix(path), _) => mio::net::UnixStream::connect(path).map(Stream::Unix),
-            (Target::Host(host, port), true) => {
-                let shared = self.shared.clone();
-                let done = self.shared.resolved.clone();
-                if let Err(e) = connect::resolve(host.clone(), *port, (index, generation), done, move || shared.wake())
-                {
+        loop {
+            let Some(c) = self.connectors.get_mut(index) else { return };
+            let (generation, behaviour) = (c.generation, c.behaviour);
+            let stream = match (&c.target, c.addrs.is_empty()) {
+                (Target::Unix(path), _) => mio::net::UnixStream::connect(path).map(Stream::Unix),
+                (Target::Host(host, port), true) => {
+                    let shared = self.shared.clone();
+                    let done = self.shared.resolved.clone();
+                    if let Err(e) =
+                        connect::resolve(host.clone(), *port, (index, generation), done, move || shared.wake())
+                    {
+                        self.deferred.push_back(Deferred::ConnectError(index, generation, e));
+                    }
+                    return;
+                }
+                (Target::Addr(addr), true) => mio::net::TcpStream::connect(*addr).map(Stream::Tcp),
+                (Target::Addrs(list), true) => match list.split_first() {
+                    Some((first, rest)) => {
+                        c.addrs = rest.to_vec();
+                        mio::net::TcpStream::connect(*first).map(Stream::Tcp)
+                    }
+                    None => Err(connect::no_address()),
+                },
+                // The next address of this attempt.
+                (_, false) => mio::net::TcpStream::connect(c.addrs.remove(0)).map(Stream::Tcp),
+            };
+            let stream = stream.and_then(|s| {
+                if let Stream::Tcp(t) = &s {
+                    t.set_nodelay(true)?;
+                }
+                Ok(s)
+            });
+            match stream.and_then(|s| self.insert(s, behaviour, Phase::Connecting)) {
+                Ok(id) => {
+                    if let Some(s) = self.session(id) {
+                        s.connector = Some(index);
+                    }
+                    let c = &mut self.connectors[index];
+                    c.session = Some(id);
+                    if let Some(t) = c.opts.timeout {
+                        let at = self.clock.now().saturating_add(millis_ceil(t));
+                        self.schedule(at, Due::ConnectTimeout(id));
+                    }
+                }
+                Err(e) => {
+                    if self.connectors.get(index).is_some_and(|c| !c.addrs.is_empty()) {
+                        continue; // the next address, in a loop: a long list must not recurse
+                    }
                     self.deferred.push_back(Deferred::ConnectError(index, generation, e));
                 }
-                return;
             }
-            (Target::Addr(addr), true) => mio::net::TcpStream::connect(*addr).map(Stream::Tcp),
-            (Target::Addrs(list), true) => match list.split_first() {
-                Some((first, rest)) => {
-                    c.addrs = rest.to_vec();
-                    mio::net::TcpStream::connect(*first).map(Stream::Tcp)
-                }
-                None => Err(connect::no_address()),
-            },
-            // The next address of this attempt.
-            (_, false) => mio::net::TcpStream::connect(c.addrs.remove(0)).map(Stream::Tcp),
-        };
-        let stream = stream.and_then(|s| {
-            if let Stream::Tcp(t) = &s {
-                t.set_nodelay(true)?;
-            }
-            Ok(s)
-        });
-        match stream.and_then(|s| self.insert(s, behaviour, Phase::Connecting)) {
-            Ok(id) => {
-                if let Some(s) = self.session(id) {
-                    s.connector = Some(index);
-                }
-                let c = &mut self.connectors[index];
-                c.session = Some(id);
-                if let Some(t) = c.opts.timeout {
-                    let at = self.clock.now().saturating_add(millis_ceil(t));
-                    self.schedule(at, Due::ConnectTimeout(id));
-                }
-            }
-            Err(e) => {
-                if self.connectors.get(index).is_some_and(|c| !c.addrs.is_empty()) {
-                    return self.attempt(index); // the next resolved address
-                }
-                self.deferred.push_back(Deferred::ConnectError(index, generation, e));
-            }
+            return;
         }
     }
 

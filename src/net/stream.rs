@@ -26,7 +26,9 @@ pub enum Peer {
     Inet(SocketAddr),
     /// A Unix-domain peer, with its path if it is bound to one.
     Unix(Option<PathBuf>),
-    /// A descriptor the user handed over ([`EventLoop::adopt_fd`](super::EventLoop::adopt_fd)).
+    /// A descriptor the user handed over that is not a TCP or Unix-domain
+    /// stream socket ([`EventLoop::adopt_fd`](super::EventLoop::adopt_fd)):
+    /// a pipe, a datagram socket, a terminal.
     Fd,
 }
 
@@ -65,9 +67,9 @@ impl Stream {
     }
 
     /// Whether a read shorter than the buffer means the stream is empty.
-    /// True of TCP and Unix stream sockets; not of a descriptor the user
-    /// handed over (a datagram socketpair or a terminal returns one message
-    /// per read), which is read until WouldBlock.
+    /// True of TCP and Unix stream sockets; not of the other descriptors a
+    /// user can hand over (a datagram socketpair or a terminal returns one
+    /// message per read), which are read until WouldBlock.
     pub(crate) fn empty_after_short_read(&self) -> bool {
         !matches!(self, Stream::Fd(_))
     }
