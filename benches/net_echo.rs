@@ -13,6 +13,8 @@
 //! busy polling). Memory: the server's RSS before and after 10,000
 //! connections that have exchanged one packet and then sit idle.
 
+#[path = "../examples/common/args.rs"]
+mod args;
 #[path = "../examples/common/net_echo.rs"]
 mod net_echo;
 
@@ -31,17 +33,15 @@ const CONNS: [usize; 3] = [1, 100, 10_000];
 const SIZES: [usize; 2] = [64, 4096];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--serve") {
-        return serve(args.get(2).map(String::as_str).unwrap_or("ours"));
+    let args = args::Args::from_env();
+    if let Some(kind) = args.opt::<String>("--serve") {
+        return serve(&kind);
     }
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let number = |name: &str| flag(name).map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{name} takes a number")));
-    let quick = args.iter().any(|a| a == "--quick") || std::env::var_os("TCPSHM_BENCH_QUICK").is_some();
-    let turns = number("--turns").unwrap_or(TURNS).max(1);
+    let quick = args.flag("--quick") || std::env::var_os("TCPSHM_BENCH_QUICK").is_some();
+    let turns = args.value("--turns", TURNS).max(1);
     // `--conns N` / `--size N`: only the cases with that count or size.
-    let only_conns = number("--conns").map(|n| n as usize);
-    let only_size = number("--size").map(|n| n as usize);
+    let only_conns: Option<usize> = args.opt("--conns");
+    let only_size: Option<usize> = args.opt("--size");
     let conns = raise_fd_limit(&CONNS);
     let total: u64 = if quick { 1_000 } else { 10_000 * turns };
     let mode = if quick { " (quick)" } else { "" };

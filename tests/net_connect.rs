@@ -101,6 +101,25 @@ fn when_every_address_fails_the_last_error_is_reported_once() {
 }
 
 #[test]
+fn a_behaviour_of_another_loop_is_refused_everywhere() {
+    let mut other = EventLoop::new().unwrap();
+    let foreign = (0..3).map(|_| other.add_behaviour(Behaviour::new(Recorder::default()))).last().unwrap();
+    let mut el = EventLoop::new().unwrap();
+    let rec = el.add_behaviour(Behaviour::new(Recorder::default()));
+    let l = el.ctx().listen(rec, "127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+    let addr = el.ctx().listener_addr(l).unwrap();
+    let refused = |r: std::io::Result<()>| assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidInput);
+    refused(el.ctx().listen(foreign, "127.0.0.1:0".parse().unwrap(), ListenOptions::default()).map(drop));
+    refused(el.ctx().connect(foreign, Target::Addr(addr), ConnectOptions::default()).map(drop));
+    let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    refused(el.adopt_fd(foreign, ours.into()).map(drop));
+    let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let session = el.adopt_fd(rec, ours.into()).unwrap();
+    refused(el.ctx().adopt(session, foreign));
+    assert!(el.ctx().is_open(session), "a refused move leaves the session as it was");
+}
+
+#[test]
 fn a_thousand_connections_at_once() {
     const N: usize = 1000;
     // Both ends of each connection are in this process.
@@ -157,7 +176,7 @@ impl Handler for Greeter {
         self.lines.push(line.to_vec());
         s.send(b"ok").unwrap();
         if line == b"UPGRADE" {
-            s.adopt(self.next.unwrap());
+            s.adopt(self.next.unwrap()).unwrap();
         }
     }
 }

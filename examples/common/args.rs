@@ -14,21 +14,20 @@ impl Args {
         self.0.iter().any(|a| a == flag)
     }
 
-    /// The value after `--flag`, parsed, or `default`.
+    /// The value after `--flag`, parsed, or `default`; a value that does
+    /// not parse ends the program with a message.
     pub fn value<T: std::str::FromStr>(&self, flag: &str, default: T) -> T {
-        let pos = self.0.iter().position(|a| a == flag);
-        match pos.and_then(|i| self.0.get(i + 1)) {
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                eprintln!("bad value for {flag}: {v}");
-                std::process::exit(2)
-            }),
-            None => default,
-        }
+        self.opt(flag).unwrap_or(default)
     }
 
-    /// The value after `--flag`, if given.
+    /// The value after `--flag`, parsed, if given; a value that does not
+    /// parse ends the program with a message.
     pub fn opt<T: std::str::FromStr>(&self, flag: &str) -> Option<T> {
         let pos = self.0.iter().position(|a| a == flag)?;
-        self.0.get(pos + 1)?.parse().ok()
+        let v = self.0.get(pos + 1)?;
+        Some(v.parse().unwrap_or_else(|_| {
+            eprintln!("bad value for {flag}: {v}");
+            std::process::exit(2)
+        }))
     }
 }

@@ -4,10 +4,9 @@
 //! A codec never copies: [`Codec::decode`] names the packet's bytes inside
 //! the buffer it is shown, and [`Codec::frame`] returns the few bytes to
 //! write before and after a payload, which the session writes with the
-//! payload in one vectored write.
+//! payload in one call.
 
 use std::fmt;
-use std::sync::Arc;
 
 /// Where a complete packet lies in the bytes shown to [`Codec::decode`]:
 /// the payload is `buf[start..end]` and the packet takes `buf[..end]`.
@@ -223,9 +222,6 @@ impl Codec for LengthPrefixed {
         Ok(Framing { prefix: Affix::new(header).unwrap_or_default(), suffix: Affix::default() })
     }
 }
-
-/// A codec shared by the sessions of a behaviour.
-pub type SharedCodec = Arc<dyn Codec>;
 
 #[cfg(test)]
 mod tests {

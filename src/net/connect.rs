@@ -4,7 +4,6 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::session::{BehaviourId, Generation, SessionId};
@@ -118,14 +117,12 @@ pub(crate) fn no_address() -> io::Error {
 /// A finished lookup: the connector, its generation, the addresses.
 pub(crate) type Resolved = (usize, Generation, io::Result<Vec<SocketAddr>>);
 
-/// Resolves `host:port` on a new thread and hands the result to `done`,
-/// then `wake`s the loop.
+/// Resolves `host:port` on a new thread and hands the addresses to `done`
+/// there.
 pub(crate) fn resolve(
     host: String,
     port: u16,
-    key: (usize, Generation),
-    done: Arc<Mutex<Vec<Resolved>>>,
-    wake: impl FnOnce() + Send + 'static,
+    done: impl FnOnce(io::Result<Vec<SocketAddr>>) + Send + 'static,
 ) -> io::Result<()> {
     std::thread::Builder::new().name("tcpshm-resolve".into()).spawn(move || {
         let addrs = (host.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()).and_then(|a| {
@@ -135,8 +132,7 @@ pub(crate) fn resolve(
                 Ok(a)
             }
         });
-        done.lock().unwrap_or_else(|p| p.into_inner()).push((key.0, key.1, addrs));
-        wake();
+        done(addrs);
     })?;
     Ok(())
 }

@@ -129,14 +129,16 @@ impl Ctx<'_> {
     /// callback returns: the new behaviour's codec, options and handler
     /// take over, its [`on_adopt`](super::Handler::on_adopt) receiving the
     /// session's data. TLS and WebSocket upgrades are built on this.
-    pub fn adopt(&mut self, id: SessionId, behaviour: BehaviourId) {
-        if (behaviour.0 as usize) >= self.core.opts.len() {
-            return;
-        }
+    ///
+    /// `InvalidInput` for a behaviour this loop does not have; a session
+    /// that is closed, closing or already moving stays as it is.
+    pub fn adopt(&mut self, id: SessionId, behaviour: BehaviourId) -> io::Result<()> {
+        self.core.has_behaviour(behaviour)?;
         if let Some(s) = self.core.session(id).filter(|s| s.is_live() && !s.adopting) {
             s.adopting = true;
             self.core.deferred.push_back(Deferred::Adopt(id, behaviour));
         }
+        Ok(())
     }
 
     /// Calls `callback` after `delay`, then every `interval`, `repeat`
@@ -168,9 +170,7 @@ impl Ctx<'_> {
     }
 
     fn add_listener(&mut self, behaviour: BehaviourId, mut listening: Listening) -> io::Result<ListenerId> {
-        if behaviour.0 as usize >= self.core.opts.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));
-        }
+        self.core.has_behaviour(behaviour)?;
         let generation = self.core.next_generation();
         let entry = self.core.listeners.vacant_entry();
         let index = entry.key();
@@ -203,9 +203,7 @@ impl Ctx<'_> {
     /// An error (`InvalidInput`) only for a behaviour this loop does not
     /// have or an empty [`Target::Addrs`].
     pub fn connect(&mut self, behaviour: BehaviourId, target: Target, opts: ConnectOptions) -> io::Result<ConnectorId> {
-        if behaviour.0 as usize >= self.core.opts.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));
-        }
+        self.core.has_behaviour(behaviour)?;
         if target == Target::Addrs(Vec::new()) {
             return Err(super::connect::no_address());
         }
@@ -301,9 +299,9 @@ impl Session<'_> {
     }
 
     /// See [`Ctx::adopt`].
-    pub fn adopt(&mut self, behaviour: BehaviourId) {
+    pub fn adopt(&mut self, behaviour: BehaviourId) -> io::Result<()> {
         let id = self.id;
-        self.cx.adopt(id, behaviour);
+        self.cx.adopt(id, behaviour)
     }
 
     /// See [`Ctx::buffered`].

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::mem;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use mio::{Events, Poll, Token, Waker};
 
-use super::codec::SharedCodec;
 use super::connect::Resolved;
 use super::core::{self, Core, Deferred, Due};
 pub use super::ctx::{Ctx, Session};
@@ -29,16 +29,19 @@ use super::time::millis_ceil;
 const WAKER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 
-/// What a [`LoopHandle`] shares with its loop.
+/// What a [`LoopHandle`] and the resolver threads share with the loop.
+/// A wake-up says nothing of its cause: each cause sets its own flag.
 pub(crate) struct Shared {
     waker: Waker,
-    pub(crate) stop: AtomicBool,
+    stop: AtomicBool,
     woken: AtomicBool,
-    pub(crate) resolved: Arc<Mutex<Vec<Resolved>>>,
+    /// Set with `resolved` filled, so a wake for anything else takes no lock.
+    lookups_done: AtomicBool,
+    resolved: Mutex<Vec<Resolved>>,
 }
 
 impl Shared {
-    pub(crate) fn wake(&self) {
+    fn wake(&self) {
         // A failed wake means the loop's epoll is gone: nothing to wake.
         let _ = self.waker.wake();
     }
@@ -46,6 +49,21 @@ impl Shared {
     /// Whether a [`LoopHandle::stop`] asked the loop to stop (consumed).
     fn take_stop(&self) -> bool {
         self.stop.swap(false, SeqCst)
+    }
+
+    /// A resolver thread's result for connector `index` of `generation`.
+    pub(crate) fn resolved(&self, index: usize, generation: Generation, addrs: io::Result<Vec<SocketAddr>>) {
+        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).push((index, generation, addrs));
+        self.lookups_done.store(true, SeqCst);
+        self.wake();
+    }
+
+    /// The lookups finished since the last call.
+    fn take_resolved(&self) -> Vec<Resolved> {
+        if !self.lookups_done.swap(false, SeqCst) {
+            return Vec::new();
+        }
+        mem::take(&mut *self.resolved.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -72,20 +90,16 @@ impl LoopHandle {
 
 type Hook = Box<dyn FnMut(&mut Ctx<'_>)>;
 
-/// A behaviour's handler and codec, kept apart from [`Core`] so a callback
-/// can hold `&mut Ctx` while the loop holds the handler and the packet.
-pub(super) struct Slot {
-    pub(super) handler: Box<dyn Erased>,
-    pub(super) codec: SharedCodec,
-}
-
 /// An event loop and everything registered with it. Not `Send`: it lives on
 /// the thread that runs it; other threads reach it through a [`LoopHandle`].
 pub struct EventLoop {
     poll: Poll,
     events: Events,
     pub(super) core: Core,
-    pub(super) behaviours: Vec<Slot>,
+    /// The behaviours' handlers, kept apart from [`Core`] (which has their
+    /// options) so a callback can hold `&mut Ctx` while the loop holds the
+    /// handler and the packet.
+    pub(super) behaviours: Vec<Box<dyn Erased>>,
     /// The one receive buffer of the loop: reads land here, and packets are
     /// handed out from here without copying.
     pub(super) recv: Box<[u8]>,
@@ -114,7 +128,8 @@ impl EventLoop {
             waker,
             stop: AtomicBool::new(false),
             woken: AtomicBool::new(false),
-            resolved: Arc::default(),
+            lookups_done: AtomicBool::new(false),
+            resolved: Mutex::default(),
         });
         let core = Core::new(poll.registry().try_clone()?, shared);
         Ok(EventLoop {
@@ -136,9 +151,8 @@ impl EventLoop {
     /// [`Ctx::adopt`].
     pub fn add_behaviour<H: Handler>(&mut self, behaviour: Behaviour<H>) -> BehaviourId {
         let id = BehaviourId(self.behaviours.len() as u32);
-        let codec = behaviour.opts.codec.clone();
         self.core.opts.push(behaviour.opts);
-        self.behaviours.push(Slot { handler: Box::new(Typed::new(behaviour.handler)), codec });
+        self.behaviours.push(Box::new(Typed::new(behaviour.handler)));
         id
     }
 
@@ -159,7 +173,7 @@ impl EventLoop {
     /// The handler of behaviour `id`, if it is an `H` (to read or change
     /// its state between runs).
     pub fn handler_mut<H: Handler>(&mut self, id: BehaviourId) -> Option<&mut H> {
-        self.behaviours.get_mut(id.0 as usize)?.handler.handler_mut().downcast_mut()
+        self.behaviours.get_mut(id.0 as usize)?.handler_mut().downcast_mut()
     }
 
     /// The loop as callbacks see it, to listen, connect, send or add
@@ -216,9 +230,7 @@ impl EventLoop {
     /// address, and a pipe whose reader has gone raises SIGPIPE unless the
     /// program ignores it, as Rust programs do by default).
     pub fn adopt_fd(&mut self, behaviour: BehaviourId, fd: OwnedFd) -> io::Result<SessionId> {
-        if behaviour.0 as usize >= self.behaviours.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such behaviour"));
-        }
+        self.core.has_behaviour(behaviour)?;
         let id = self.core.insert(Stream::from_fd(fd)?, behaviour, Phase::Open)?;
         self.core.open(id, Origin::Adopted);
         self.settle();
@@ -319,8 +331,7 @@ impl EventLoop {
         if self.core.shared.take_stop() {
             self.core.stopped = true;
         }
-        let resolved = mem::take(&mut *self.core.shared.resolved.lock().unwrap_or_else(|p| p.into_inner()));
-        for (index, generation, addrs) in resolved {
+        for (index, generation, addrs) in self.core.shared.take_resolved() {
             let Some(c) = self.core.connectors.get_mut(index).filter(|c| c.generation == generation) else { continue };
             match addrs {
                 Ok(addrs) => {
@@ -375,8 +386,8 @@ impl EventLoop {
 
     /// Takes a paused listener back into the poll and accepts what waits;
     /// if it cannot be registered, that is reported and it waits again.
-    fn resume_listener(&mut self, index: usize, generation: Generation) {
-        let Some(l) = self.core.listeners.get_mut(index).filter(|l| l.generation == generation) else { return };
+    fn resume_listener(&mut self, index: usize) {
+        let Some(l) = self.core.listeners.get_mut(index) else { return };
         let behaviour = l.behaviour;
         let token = core::listener_token(index);
         match mio::event::Source::register(&mut l.listening, &self.core.registry, token, mio::Interest::READABLE) {
@@ -388,8 +399,7 @@ impl EventLoop {
     /// Reports an accept failure; `paused` if the listener now waits.
     fn accept_error(&mut self, behaviour: BehaviourId, e: io::Error, paused: bool) {
         let pause = paused.then_some(OUT_OF_FDS_PAUSE);
-        let handler = &mut self.behaviours[behaviour.0 as usize].handler;
-        handler.accept_error(&mut Ctx { core: &mut self.core }, &e, pause);
+        self.behaviours[behaviour.0 as usize].accept_error(&mut Ctx { core: &mut self.core }, &e, pause);
     }
 
     /// A session's event: `read` if readable, `Some(true)` when the
@@ -438,27 +448,22 @@ impl EventLoop {
             let Some(s) = self.core.session(id) else { return };
             if mem::take(&mut s.wants_writable) && s.is_live() {
                 let b = s.behaviour.0 as usize;
-                self.behaviours[b].handler.writable(&mut Session { cx: Ctx { core: &mut self.core }, id });
+                self.behaviours[b].writable(&mut Session { cx: Ctx { core: &mut self.core }, id });
             }
         }
     }
 
+    /// Fires what is due (only live entries come out of the heap).
     fn fire_timers(&mut self, now: u64) {
         while let Some(due) = self.core.pop_due(now) {
             match due {
                 Due::User(id) => Core::fire_timer(&mut Ctx { core: &mut self.core }, id, now),
                 Due::Idle(id) => self.idle(id, now),
                 Due::ConnectTimeout(id) => {
-                    if self.core.session(id).is_some_and(|s| s.phase == Phase::Connecting) {
-                        self.core.connect_failed(id, io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-                    }
+                    self.core.connect_failed(id, io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
                 }
-                Due::Reconnect(index, generation) => {
-                    if self.core.connectors.get(index).is_some_and(|c| c.generation == generation) {
-                        self.core.attempt(index);
-                    }
-                }
-                Due::ListenResume(index, generation) => self.resume_listener(index, generation),
+                Due::Reconnect(index, _) => self.core.attempt(index),
+                Due::ListenResume(index, _) => self.resume_listener(index),
             }
             self.settle();
         }
@@ -466,9 +471,6 @@ impl EventLoop {
 
     fn idle(&mut self, id: SessionId, now: u64) {
         let Some(s) = self.core.session(id) else { return };
-        if s.idle_queued.is_some_and(|q| q > now) {
-            return; // a stale entry: an earlier-queued one replaced it
-        }
         s.idle_queued = None;
         if s.idle.is_none() || !s.is_live() {
             return;
@@ -479,7 +481,7 @@ impl EventLoop {
             return;
         }
         let b = s.behaviour.0 as usize;
-        self.behaviours[b].handler.timeout(&mut Session { cx: Ctx { core: &mut self.core }, id });
+        self.behaviours[b].timeout(&mut Session { cx: Ctx { core: &mut self.core }, id });
         self.core.arm_idle(id, now);
     }
 
@@ -491,7 +493,7 @@ impl EventLoop {
                     let Some(b) = self.core.session(id).filter(|s| s.is_live()).map(|s| s.behaviour.0 as usize) else {
                         continue;
                     };
-                    self.behaviours[b].handler.open(&mut Session { cx: Ctx { core: &mut self.core }, id }, origin);
+                    self.behaviours[b].open(&mut Session { cx: Ctx { core: &mut self.core }, id }, origin);
                 }
                 Deferred::Reap(id) => self.reap(id),
                 Deferred::Adopt(id, to) => self.adopt(id, to),
@@ -511,7 +513,7 @@ impl EventLoop {
         let reason = s.closing.take().unwrap_or(CloseReason::Closed);
         let (b, connector) = (s.behaviour.0 as usize, s.connector);
         drop(s);
-        self.behaviours[b].handler.close(&mut Ctx { core: &mut self.core }, id, &reason);
+        self.behaviours[b].close(&mut Ctx { core: &mut self.core }, id, &reason);
         self.core.session_gone(id, connector);
     }
 
@@ -519,10 +521,9 @@ impl EventLoop {
         let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
         let from = s.behaviour.0 as usize;
         s.adopting = false;
-        let Some(data) = self.behaviours[from].handler.take(id) else { return };
+        let Some(data) = self.behaviours[from].take(id) else { return };
         self.core.join_behaviour(id, to);
-        let adopted =
-            self.behaviours[to.0 as usize].handler.adopt(&mut Session { cx: Ctx { core: &mut self.core }, id }, data);
+        let adopted = self.behaviours[to.0 as usize].adopt(&mut Session { cx: Ctx { core: &mut self.core }, id }, data);
         if !adopted {
             self.core.close(id, CloseReason::AdoptRefused);
         } else {
@@ -534,13 +535,7 @@ impl EventLoop {
     fn connect_error(&mut self, index: usize, generation: Generation, e: io::Error) {
         let Some(c) = self.core.connectors.get_mut(index).filter(|c| c.generation == generation) else { return };
         let (b, target) = (c.behaviour.0 as usize, c.target.clone());
-        let retry = c.next_retry();
-        if retry.is_none() {
-            self.core.connectors.remove(index);
-        } else if let Some(delay) = retry {
-            let at = self.core.clock.now().saturating_add(millis_ceil(delay));
-            self.core.schedule(at, Due::Reconnect(index, generation));
-        }
-        self.behaviours[b].handler.connect_error(&mut Ctx { core: &mut self.core }, &target, &e, retry);
+        let retry = self.core.retry_later(index);
+        self.behaviours[b].connect_error(&mut Ctx { core: &mut self.core }, &target, &e, retry);
     }
 }

@@ -4,10 +4,9 @@
 
 use std::any::Any;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::codec::{Codec, Raw, SharedCodec};
+use super::codec::{Codec, Raw};
 use super::connect::Target;
 use super::error::CloseReason;
 use super::event_loop::{Ctx, Session};
@@ -97,9 +96,8 @@ pub struct Behaviour<H: Handler> {
 }
 
 /// The options of a behaviour, which the loop consults outside callbacks.
-#[derive(Clone)]
 pub(crate) struct Options {
-    pub(crate) codec: SharedCodec,
+    pub(crate) codec: Box<dyn Codec>,
     pub(crate) overflow: usize,
     pub(crate) keep: usize,
     pub(crate) idle: Option<Duration>,
@@ -109,13 +107,13 @@ pub(crate) struct Options {
 impl<H: Handler> Behaviour<H> {
     /// `handler` with the default options.
     pub fn new(handler: H) -> Self {
-        let opts = Options { codec: Arc::new(Raw), overflow: 4 << 20, keep: 0, idle: None, max_partial: 16 << 20 };
+        let opts = Options { codec: Box::new(Raw), overflow: 4 << 20, keep: 0, idle: None, max_partial: 16 << 20 };
         Behaviour { handler, opts }
     }
 
     /// The packet framing of the sessions.
     pub fn codec(mut self, codec: impl Codec) -> Self {
-        self.opts.codec = Arc::new(codec);
+        self.opts.codec = Box::new(codec);
         self
     }
 

@@ -41,8 +41,8 @@ pub struct ListenerId {
     pub(crate) generation: Generation,
 }
 
-/// How long a listener stops accepting when the process is out of
-/// descriptors (EMFILE/ENFILE): sessions closing meanwhile free some.
+/// How long a listener stops accepting when the process or system is out
+/// of descriptors or memory: sessions closing meanwhile free some.
 pub(crate) const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
@@ -86,15 +86,10 @@ pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 impl Listening {
-    /// The next connection, non-blocking; TCP ones with TCP_NODELAY (a
-    /// session writes whole packets, so Nagle would only delay them).
+    /// The next connection, non-blocking.
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         match self {
-            Listening::Tcp(l) => {
-                let (s, _) = l.accept()?;
-                s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
-            }
+            Listening::Tcp(l) => Stream::tcp(l.accept()?.0),
             Listening::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
         }
     }

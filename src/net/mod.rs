@@ -15,7 +15,7 @@
 //! Out: [`Session::send`] asks the codec for the bytes around the payload
 //! (a length header), and writes header, payload and trailer to the
 //! socket in one call when nothing is queued before them (a small frame
-//! assembled on the stack and sent, a large one gathered by `sendmsg`;
+//! assembled in a buffer of the loop and sent, a large one gathered by `sendmsg`;
 //! never a SIGPIPE, see [`EventLoop::adopt_fd`] for pipes). What
 //! the socket does not take is appended to the session's send buffer,
 //! written as the socket drains ([`Handler::on_writable`] follows), up to

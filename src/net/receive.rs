@@ -47,7 +47,7 @@ impl EventLoop {
                         self.core.close(id, CloseReason::Finished);
                     } else {
                         let b = s.behaviour.0 as usize;
-                        self.behaviours[b].handler.end(&mut Session { cx: Ctx { core: &mut self.core }, id });
+                        self.behaviours[b].end(&mut Session { cx: Ctx { core: &mut self.core }, id });
                     }
                     return;
                 }
@@ -78,15 +78,27 @@ impl EventLoop {
             return self.deliver_partial(id);
         }
         let at = self.packets(id, b, None, n);
-        // Keep the start of an incomplete packet, within the behaviour's limit.
-        let max = self.core.opts[b].max_partial;
-        let Some(s) = self.core.session(id).filter(|s| s.is_live()) else { return };
-        if n - at > max {
-            let size = (n - at) as u64;
-            self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
-        } else {
-            s.partial.extend_from_slice(&self.recv[at..n]);
+        // Keep the start of an incomplete packet.
+        if self.may_hold(id, b, n - at) {
+            if let Some(s) = self.core.session(id) {
+                s.partial.extend_from_slice(&self.recv[at..n]);
+            }
         }
+    }
+
+    /// Whether a live session may hold `len` bytes of an incomplete packet;
+    /// past its behaviour's `max_partial` it closes instead.
+    fn may_hold(&mut self, id: SessionId, b: usize, len: usize) -> bool {
+        let max = self.core.opts[b].max_partial;
+        if !self.core.session(id).is_some_and(|s| s.is_live()) {
+            return false;
+        }
+        if len > max {
+            let size = len as u64;
+            self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
+            return false;
+        }
+        true
     }
 
     /// Delivers the packets the session's partial buffer completes.
@@ -100,12 +112,8 @@ impl EventLoop {
             // A large packet is done: give its memory back.
             partial = Vec::new();
         }
-        let max = self.core.opts[b].max_partial;
-        if let Some(s) = self.core.session(id).filter(|s| s.is_live()) {
-            if partial.len() > max {
-                let size = partial.len() as u64;
-                self.core.close(id, CloseReason::Decode(DecodeError::TooLarge { size, max }));
-            } else {
+        if self.may_hold(id, b, partial.len()) {
+            if let Some(s) = self.core.session(id) {
                 s.partial = partial;
             }
         }
@@ -118,11 +126,10 @@ impl EventLoop {
             Some(p) => p,
             None => &self.recv[..len],
         };
-        let slot = &mut self.behaviours[b];
         let mut at = 0;
         while at < len {
             let rest = &bytes[at..len];
-            let frame = match slot.codec.decode(rest) {
+            let frame = match self.core.opts[b].codec.decode(rest) {
                 Ok(Some(f)) if valid(f, rest.len()) => f,
                 Ok(Some(f)) => {
                     let why = format!("the codec returned {f:?} for {} bytes", rest.len());
@@ -135,7 +142,8 @@ impl EventLoop {
                     return len;
                 }
             };
-            slot.handler.packet(&mut Session { cx: Ctx { core: &mut self.core }, id }, &rest[frame.start..frame.end]);
+            self.behaviours[b]
+                .packet(&mut Session { cx: Ctx { core: &mut self.core }, id }, &rest[frame.start..frame.end]);
             at += frame.consumed;
             if !self.core.session(id).is_some_and(|s| s.is_live() && !s.adopting) {
                 // Closing, or the rest belongs to the behaviour it moves to.

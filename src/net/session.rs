@@ -75,38 +75,30 @@ impl SendBuf {
     }
 }
 
-/// Frames up to this size are assembled on the stack and sent with one
-/// `send`: copying a few hundred bytes costs less than the kernel's
-/// gathering of iovecs (`sendmsg`).
-const ASSEMBLE_MAX: usize = 256;
+/// Frames up to this size are assembled in the loop's scratch buffer and
+/// sent with one `send`: copying a few hundred bytes costs less than the
+/// kernel's gathering of iovecs (`sendmsg`).
+pub(crate) const ASSEMBLE_MAX: usize = 256;
 
-/// Writes `parts` (prefix, payload, suffix) to the stream in one call;
-/// returns how many bytes it took (0 if it would block).
-pub(crate) fn write_parts(stream: &mut Stream, parts: &[&[u8]; 3]) -> io::Result<usize> {
-    // Only the parts with bytes: a raw frame is a plain send.
-    let mut slices = [IoSlice::new(&[]); 3];
-    let mut n = 0;
-    for p in parts.iter().filter(|p| !p.is_empty()) {
-        slices[n] = IoSlice::new(p);
-        n += 1;
-    }
+/// Writes `parts` (prefix, payload, suffix) to the stream in one call,
+/// assembling small frames in `scratch`; returns how many bytes it took
+/// (0 if it would block).
+pub(crate) fn write_parts(stream: &mut Stream, parts: &[&[u8]; 3], scratch: &mut Vec<u8>) -> io::Result<usize> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut assembled: [u8; ASSEMBLE_MAX];
-    if n > 1 && total <= ASSEMBLE_MAX {
-        assembled = [0; ASSEMBLE_MAX];
-        let mut at = 0;
-        for p in parts {
-            assembled[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
-        slices[0] = IoSlice::new(&assembled[..total]);
-        n = 1;
-    }
     loop {
-        let written = match &slices[..n] {
-            [] => Ok(0),
-            [one] => stream.write(one),
-            some => stream.write_vectored(some),
+        let written = if total == 0 {
+            Ok(0)
+        } else if total == parts[1].len() {
+            // Nothing around the payload (a raw codec): it goes as it is.
+            stream.write(parts[1])
+        } else if total <= ASSEMBLE_MAX {
+            scratch.clear();
+            for p in parts {
+                scratch.extend_from_slice(p);
+            }
+            stream.write(scratch)
+        } else {
+            stream.write_vectored(&parts.map(IoSlice::new))
         };
         return match written {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),

@@ -41,6 +41,13 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// A TCP session's stream, with TCP_NODELAY: a session writes whole
+    /// packets, so Nagle's algorithm would only delay them.
+    pub(crate) fn tcp(s: TcpStream) -> io::Result<Stream> {
+        s.set_nodelay(true)?;
+        Ok(Stream::Tcp(s))
+    }
+
     /// Takes over `fd` (any readable/writable descriptor), made non-blocking.
     /// A TCP or Unix-domain stream socket becomes a stream of that kind, so
     /// it is written without SIGPIPE, can half-close and names its peer;
@@ -58,7 +65,7 @@ impl Stream {
                     )))))
                 }
                 Ok(socket2::Domain::IPV4 | socket2::Domain::IPV6) => {
-                    return Ok(Stream::Tcp(TcpStream::from_std(std::net::TcpStream::from(OwnedFd::from(s)))))
+                    return Stream::tcp(TcpStream::from_std(std::net::TcpStream::from(OwnedFd::from(s))))
                 }
                 _ => {}
             }

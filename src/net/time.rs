@@ -81,10 +81,10 @@ impl<K: Ord + Copy> Deadlines<K> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    /// The earliest key due at or before `now`, removed.
-    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<K> {
+    /// The earliest key due at or before `now` and its deadline, removed.
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<(Millis, K)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, _, k))| k),
+            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((at, _, k))| (at, k)),
             _ => None,
         }
     }
@@ -116,7 +116,7 @@ mod tests {
         }
         assert_eq!(d.next(), Some(10));
         assert_eq!(d.pop_due(9), None);
-        let fired: Vec<char> = std::iter::from_fn(|| d.pop_due(30)).collect();
+        let fired: Vec<char> = std::iter::from_fn(|| d.pop_due(30).map(|(_, k)| k)).collect();
         assert_eq!(fired, ['b', 'd', 'c', 'a']);
         assert_eq!(d.pop_due(u64::MAX - 1), None);
         assert_eq!(d.len(), 1);
@@ -129,7 +129,7 @@ mod tests {
             d.add(at, k);
         }
         d.retain(|_, k| k != 2 && k != 4);
-        let fired: Vec<i32> = std::iter::from_fn(|| d.pop_due(5)).collect();
+        let fired: Vec<i32> = std::iter::from_fn(|| d.pop_due(5).map(|(_, k)| k)).collect();
         assert_eq!(fired, [5, 1, 3]);
     }
 
