@@ -494,7 +494,12 @@ impl<C: Conf> PtcpQueue<C> {
         self.hdr().read.store(pack(pos, ack), Relaxed);
         (self.read_pos, self.read_seq) = (pos, ack);
         self.msg_count -= n;
-        if dropped > sent_span {
+        // An ack of everything sent, or of more (a resend after a login
+        // races the ack of what the peer already had), leaves sending at
+        // the new oldest message. At exactly what was sent this also moves
+        // a send position left at the end of a lap to block 0 where the
+        // push after it went: kept there it would stall the queue.
+        if dropped >= sent_span {
             self.send_pos = pos as usize * BLK;
         }
         Ok(())
@@ -685,6 +690,26 @@ mod tests {
         push(&mut q, 2, b"b");
         q.ack(1).unwrap();
         assert_eq!(frames(&drain(&mut q)), vec![(2, 0, b"b".to_vec())]);
+    }
+
+    /// The ack of exactly what was sent arrives after a push wrapped to
+    /// block 0 and before `sendable` ran again: the send position was left
+    /// at the end of the old lap, and the queue sent nothing more.
+    #[test]
+    fn an_ack_of_all_sent_after_a_wrapping_push_keeps_sending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = PtcpQueue::<Small>::open(&dir.path().join("x"), Durability::Never).unwrap();
+        for _ in 0..3 {
+            assert!(push(&mut q, 1, &[1; 56]));
+        }
+        drain(&mut q);
+        q.ack(1).unwrap();
+        assert!(push(&mut q, 2, &[2; 40]));
+        drain(&mut q);
+        assert!(push(&mut q, 3, &[3; 24])); // wraps, not yet sent
+        q.ack(4).unwrap(); // acks exactly what was sent
+        assert_eq!(frames(&drain(&mut q)), vec![(3, 0, vec![3; 24])]);
+        assert!(q.all_sent());
     }
 
     #[test]
