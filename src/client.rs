@@ -23,6 +23,7 @@ use crate::connection::{Connection, Tx};
 use crate::error::{CloseReason, Error};
 use crate::msg::{valid_name, LoginLayout, LoginMsg, LoginRspMsg, LoginStatus, Msg, SeqMismatch};
 use crate::ptcp::link::{Link, RecvBuf};
+use crate::ptcp::wire::Wire;
 use crate::ptcp::{lastserver_path, Durability};
 use crate::shm::ShmReceiver;
 
@@ -211,6 +212,20 @@ impl<C: Conf> TcpShmClient<C> {
         login_user_data: C::LoginUserData,
         handler: &mut impl ClientHandler<C>,
     ) -> Result<(), ConnectError> {
+        let login = self.begin_login(use_shm, login_user_data)?;
+        let (stream, rsp) = self.exchange_login(addr, &login).map_err(ConnectError::System)?;
+        stream.set_nonblocking(true).map_err(|e| ConnectError::System(Error::io("set_nonblocking", e)))?;
+        self.finish_login(&login, stream, rsp, handler)
+    }
+
+    /// The first half of a login, before any byte goes out: drops the old
+    /// sockets, opens the queue files of the last server, and makes the
+    /// login message from them.
+    pub(crate) fn begin_login(
+        &mut self,
+        use_shm: bool,
+        login_user_data: C::LoginUserData,
+    ) -> Result<LoginMsg<C>, ConnectError> {
         let sys = ConnectError::System;
         if self.conn.is_shm() && self.shm_link.is_none() {
             // The TCP half saw the socket close; the shm half may not have polled since.
@@ -232,15 +247,28 @@ impl<C: Conf> TcpShmClient<C> {
             client_name: self.name.clone(),
             last_server_name: last_server.clone().unwrap_or_default(),
         };
-        let mut shm_rx = None;
+        self.shm_rx = None;
         if let Some(server) = &last_server {
             self.conn.set_remote_name(server);
-            shm_rx = self.conn.open(use_shm).map_err(sys)?;
+            self.shm_rx = self.conn.open(use_shm).map_err(sys)?;
             if let Some((ack, start, end)) = self.conn.seqs().filter(|_| !use_shm) {
                 (login.ack_seq, login.client_seq_start, login.client_seq_end) = (ack, start, end);
             }
         }
-        let (stream, rsp) = self.exchange_login(addr, &login).map_err(sys)?;
+        Ok(login)
+    }
+
+    /// The second half of a login, once the server's response to `login`
+    /// arrived on `wire` (non-blocking from here on): a new server empties
+    /// the queues, then the link starts.
+    pub(crate) fn finish_login(
+        &mut self,
+        login: &LoginMsg<C>,
+        wire: impl Into<Wire>,
+        rsp: LoginRspMsg<C>,
+        handler: &mut impl ClientHandler<C>,
+    ) -> Result<(), ConnectError> {
+        let sys = ConnectError::System;
         match rsp.status {
             LoginStatus::Ok => {}
             LoginStatus::SeqMismatch => {
@@ -258,20 +286,18 @@ impl<C: Conf> TcpShmClient<C> {
                 return Err(ConnectError::Rejected(rsp.error_msg));
             }
         }
-        if last_server.as_deref() != Some(rsp.server_name.as_str()) {
+        if login.last_server_name != rsp.server_name {
             // A new server (a new day, say): start from empty queues, and only
             // then remember its name, so a crash in between resets again.
             self.conn.set_remote_name(&rsp.server_name);
-            shm_rx = self.conn.open(use_shm).map_err(sys)?;
-            self.conn.reset(shm_rx.as_mut());
+            self.shm_rx = self.conn.open(login.use_shm).map_err(sys)?;
+            self.conn.reset(self.shm_rx.as_mut());
             self.store_last_server_name(&rsp.server_name);
         }
-        stream.set_nonblocking(true).map_err(|e| sys(Error::io("set_nonblocking", e)))?;
         let now = handler.on_login_success(&rsp);
         self.rb = RecvBuf::new();
-        let link = Link::new(stream, now);
-        if use_shm {
-            self.shm_rx = shm_rx;
+        let link = Link::new(wire, now);
+        if login.use_shm {
             self.shm_link = Some(link);
             self.status = ShmLinkStatus::default();
             self.conn.set_open();

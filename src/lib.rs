@@ -13,6 +13,8 @@ pub mod net;
 pub mod ptcp;
 pub mod server;
 pub mod shm;
+#[cfg(test)]
+mod sim;
 
 pub use client::{ClientHandler, ClientShm, ClientTcp, ConnectError, TcpShmClient};
 pub use conf::{Conf, DefaultConf, LoginData, ServerConf};

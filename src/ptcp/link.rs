@@ -9,13 +9,13 @@
 //! the received bytes). Headers are byte-swapped on every read rather than in
 //! place, so reparsing a partial frame after the next `recv` is harmless.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::marker::PhantomData;
-use std::net::TcpStream;
 
 use zerocopy::IntoBytes;
 
 use super::queue::{AckError, PtcpQueue};
+use super::wire::Wire;
 use crate::conf::Conf;
 use crate::error::CloseReason;
 use crate::msg::{Msg, MsgHeader, HEADER_SIZE, MSG_TYPE_HEARTBEAT};
@@ -25,7 +25,7 @@ pub(crate) type Closed = (CloseReason, i32);
 
 /// A logged-in socket: its timers, its close reason, and sending.
 pub(crate) struct Link<C: Conf> {
-    stream: Option<TcpStream>,
+    stream: Option<Wire>,
     closed: Option<Closed>,
     /// Whether the timers were set from a `now` yet.
     started: bool,
@@ -42,13 +42,13 @@ pub(crate) struct Link<C: Conf> {
 }
 
 impl<C: Conf> Link<C> {
-    /// A link over a connected, non-blocking socket. Its timers start at
-    /// `now`, or without one at the first heartbeat call.
-    pub(crate) fn new(stream: TcpStream, now: Option<i64>) -> Self {
+    /// A link over a connected, non-blocking socket (or another [`Wire`]).
+    /// Its timers start at `now`, or without one at the first heartbeat call.
+    pub(crate) fn new(stream: impl Into<Wire>, now: Option<i64>) -> Self {
         let started = now.is_some();
         let now = now.unwrap_or(0);
         Link {
-            stream: Some(stream),
+            stream: Some(stream.into()),
             closed: None,
             started,
             recv_time: now,
@@ -144,7 +144,7 @@ impl<C: Conf> Link<C> {
         let mut progressed = false;
         let result = (|| -> io::Result<()> {
             while self.hb_sent < HEADER_SIZE {
-                let n = write_some(stream, &self.hb_out[self.hb_sent..])?;
+                let n = stream.write(&self.hb_out[self.hb_sent..])?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -157,7 +157,7 @@ impl<C: Conf> Link<C> {
                     if chunk.is_empty() {
                         break;
                     }
-                    let n = write_some(stream, chunk)?;
+                    let n = stream.write(chunk)?;
                     if n == 0 {
                         break;
                     }
@@ -211,13 +211,7 @@ impl<C: Conf> Link<C> {
             // Full of complete frames the user has not popped yet.
             return;
         }
-        let res = loop {
-            match stream.read(spare) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r,
-            }
-        };
-        match res {
+        match stream.read(spare) {
             Ok(0) => return self.close(CloseReason::RemoteClose, 0),
             Ok(n) => {
                 rb.filled += n;
@@ -370,18 +364,6 @@ impl<C: Conf> RecvBuf<C> {
         if need > cap && need <= C::TCP_RECV_BUF_MAX_SIZE {
             let grown = need.next_power_of_two().clamp(cap, C::TCP_RECV_BUF_MAX_SIZE);
             self.buf.resize(grown / 8, 0);
-        }
-    }
-}
-
-/// One `write`, retried on EINTR; `Ok(0)` when the socket would block.
-fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        match stream.write(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
         }
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod format;
 pub mod inspect;
 pub(crate) mod link;
 pub(crate) mod queue;
+pub(crate) mod wire;
 
 pub use queue::{Durability, PTCP_MAGIC, PTCP_VERSION};
 

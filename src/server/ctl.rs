@@ -2,7 +2,7 @@
 //! login, the login decision, the heartbeat sockets of shm connections, and
 //! disconnect reports.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::msg::{
     valid_name, LoginDecodeError, LoginLayout, LoginMsg, LoginRspMsg, LoginStatus, SeqMismatch, HEADER_SIZE,
 };
 use crate::ptcp::link::{Link, RecvBuf};
+use crate::ptcp::wire::Wire;
 use crate::ptcp::{ack_in_range, Durability};
 
 /// The C++ server's rejection texts, which C++ clients may match on.
@@ -180,30 +181,45 @@ impl<C: ServerConf> ServerCtl<C> {
     }
 
     fn handle_login(&mut self, now: i64, p: PendingLogin, handler: &mut impl ServerHandler<C>) {
+        self.serve_login(now, &p.frame, p.peer, Wire::from(p.stream), handler);
+    }
+
+    /// Answers the login `frame` that arrived whole on `wire` from `peer`:
+    /// refused with a response, or accepted, the connection then going live
+    /// in the group the handler chose with `wire` as its link.
+    pub(crate) fn serve_login(
+        &mut self,
+        now: i64,
+        frame: &[u8],
+        peer: SocketAddr,
+        mut wire: Wire,
+        handler: &mut impl ServerHandler<C>,
+    ) {
         let mut rsp = LoginRspMsg::<C>::new(&self.name, LoginStatus::Rejected);
-        let login = match LoginMsg::<C>::decode(&p.frame) {
+        let login = match LoginMsg::<C>::decode(frame) {
             Ok(login) => login,
-            Err(LoginDecodeError::InvalidName) => return reject(&p.stream, rsp, ERR_INVALID_NAME),
+            Err(LoginDecodeError::InvalidName) => return reject(&mut wire, rsp, ERR_INVALID_NAME),
             Err(_) => return, // wrong size or type: dropped without an answer, as the C++ server
         };
-        let grp = match handler.on_new_connection(p.peer, &login, &mut rsp.user_data) {
+        let grp = match handler.on_new_connection(peer, &login, &mut rsp.user_data) {
             Ok(grp) => grp,
             Err(msg) => {
                 let msg = msg.filter(|m| !m.is_empty()).unwrap_or_else(|| ERR_LOGIN_REJECT.into());
-                return reject(&p.stream, rsp, &msg);
+                return reject(&mut wire, rsp, &msg);
             }
         };
         let groups = if login.use_shm { &mut self.shm } else { &mut self.tcp };
-        let Some(group) = groups.get_mut(grp) else { return reject(&p.stream, rsp, ERR_LOGIN_REJECT) };
+        let Some(group) = groups.get_mut(grp) else { return reject(&mut wire, rsp, ERR_LOGIN_REJECT) };
         // The slot bound to this name, or else the first unbound one.
         let idx = group.names.iter().position(|n| n.as_deref() == Some(&login.client_name));
         let Some(idx) = idx.or_else(|| group.names.iter().position(Option::is_none)) else {
-            return reject(&p.stream, rsp, ERR_MAX_CLIENTS);
+            return reject(&mut wire, rsp, ERR_MAX_CLIENTS);
         };
         group.names[idx] = Some(login.client_name.clone());
         report_slot(group, idx, handler);
         let cell = &group.shared.slots[idx];
         let (name, dir, durability) = (&self.name, &self.ptcp_dir, self.durability);
+        let mut wire = Some(wire);
         // SAFETY: this control part is the only control side of the slot and
         // `&mut self` keeps it on one thread.
         let logged_on = unsafe {
@@ -216,11 +232,16 @@ impl<C: ServerConf> ServerCtl<C> {
                     },
                     rx: None,
                 });
-                login_slot(name, now, slot, &login, &p, rsp, handler)
+                login_slot(name, now, slot, &login, peer, wire.take(), rsp, handler)
             })
         };
         match logged_on {
-            None => reject(&p.stream, LoginRspMsg::<C>::new(&self.name, LoginStatus::Rejected), ERR_ALREADY_LOGGED_ON),
+            None => {
+                if let Some(wire) = &mut wire {
+                    let rsp = LoginRspMsg::<C>::new(&self.name, LoginStatus::Rejected);
+                    reject(wire, rsp, ERR_ALREADY_LOGGED_ON);
+                }
+            }
             Some(None) => {}
             Some(Some(link)) => {
                 if let Some(link) = link {
@@ -279,38 +300,48 @@ impl<C: ServerConf> ServerCtl<C> {
 }
 
 /// Answers a login with a rejection; the socket closes when dropped.
-fn reject<C: ServerConf>(stream: &TcpStream, mut rsp: LoginRspMsg<C>, msg: &str) {
+fn reject<C: ServerConf>(wire: &mut Wire, mut rsp: LoginRspMsg<C>, msg: &str) {
     rsp.status = LoginStatus::Rejected;
     rsp.error_msg = msg.to_owned();
-    let _ = (&*stream).write(&rsp.encode());
+    let _ = wire.write(&rsp.encode());
 }
 
 /// The login of a client on its slot, which the control part owns. Returns
 /// `None` if it was refused (the response is sent), else the heartbeat link
 /// for a shm connection (`Some(None)` for TCP, whose link is in the connection).
+#[allow(clippy::too_many_arguments)]
 fn login_slot<C: ServerConf>(
     server_name: &str,
     now: i64,
     slot: &mut SlotConn<C>,
     login: &LoginMsg<C>,
-    p: &PendingLogin,
+    peer: SocketAddr,
+    wire: Option<Wire>,
     mut rsp: LoginRspMsg<C>,
     handler: &mut impl ServerHandler<C>,
 ) -> Option<Option<Link<C>>> {
+    let mut wire = wire?;
     let conn = &mut slot.conn;
     let mut shm_rx = match conn.open(login.use_shm) {
         Ok(rx) => rx,
         Err(e) => {
             handler.on_client_file_error(conn, &e);
-            reject(&p.stream, rsp, ERR_SYSTEM);
+            reject(&mut wire, rsp, ERR_SYSTEM);
             return None;
         }
     };
     let (mut remote_ack, mut remote_start, mut remote_end) =
         (login.ack_seq, login.client_seq_start, login.client_seq_end);
     if login.last_server_name != server_name {
-        // The client last saw another server (or none): start both sides afresh.
-        conn.reset(shm_rx.as_mut());
+        // The client last saw another server (or none): it starts afresh, and
+        // so do we, unless our queue is where a first login left it (nothing
+        // acked, nothing received). Then it holds only what we pushed since
+        // a login the client did not finish (it stores our name before it
+        // reads a message), which it still needs: emptying it lost them.
+        let untouched = conn.seqs().is_some_and(|(ack, start, _)| ack == 0 && start == 0);
+        if !untouched {
+            conn.reset(shm_rx.as_mut());
+        }
         (remote_ack, remote_start, remote_end) = (0, 0, 0);
     }
     let (local_ack, local_start, local_end) = conn.seqs().unwrap_or((0, 0, 0));
@@ -326,16 +357,15 @@ fn login_slot<C: ServerConf>(
     if !(ack_in_range(remote_ack, local_start, local_end) && ack_in_range(local_ack, remote_start, remote_end)) {
         handler.on_seq_number_mismatch(conn, &seqs);
         rsp.status = LoginStatus::SeqMismatch;
-        let _ = (&p.stream).write(&rsp.encode());
+        let _ = wire.write(&rsp.encode());
         return None;
     }
     rsp.status = LoginStatus::Ok;
     let frame = rsp.encode();
-    if !matches!((&p.stream).write(&frame), Ok(n) if n == frame.len()) {
+    if !matches!(wire.write(&frame), Ok(n) if n == frame.len()) {
         return None;
     }
-    let stream = p.stream.try_clone().ok()?;
-    let link = Link::new(stream, Some(now));
+    let link = Link::new(wire, Some(now));
     let shm_link = if let Some(rx) = shm_rx {
         slot.rx = Some(Rx::Shm(rx));
         conn.set_open();
@@ -345,7 +375,7 @@ fn login_slot<C: ServerConf>(
         conn.start_link(link, remote_ack);
         None
     };
-    handler.on_client_logon(p.peer, conn);
+    handler.on_client_logon(peer, conn);
     Some(shm_link)
 }
 

@@ -190,6 +190,12 @@ impl<C: ServerConf> TcpShmServer<C> {
         (self.ctl, self.tcp, self.shm)
     }
 
+    /// The control part, for the simulation's logins.
+    #[cfg(test)]
+    pub(crate) fn ctl_mut(&mut self) -> &mut ServerCtl<C> {
+        &mut self.ctl
+    }
+
     /// The TCP group `grp`, e.g. to send to its connections outside callbacks.
     pub fn tcp_group(&mut self, grp: usize) -> &mut TcpGroup<C> {
         &mut self.tcp[grp]
