@@ -9,22 +9,20 @@
 //! socket's close reason (TCP half → shm half) and the user's close request
 //! (shm half → TCP half).
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::time::Duration;
 
-use memmap2::MmapMut;
-
 use crate::conf::{Checked, Conf};
 use crate::connection::{Connection, Tx};
 use crate::error::{CloseReason, Error};
+use crate::files;
 use crate::msg::{valid_name, LoginLayout, LoginMsg, LoginRspMsg, LoginStatus, Msg, SeqMismatch};
 use crate::ptcp::link::{Link, RecvBuf};
 use crate::ptcp::wire::Wire;
-use crate::ptcp::{lastserver_path, Durability};
+use crate::ptcp::{lastserver_path, lock_path, Durability};
 use crate::shm::ShmReceiver;
 
 /// Callbacks of a client. Only [`on_server_msg`](Self::on_server_msg) is required.
@@ -101,7 +99,11 @@ struct ShmLinkStatus {
 pub struct TcpShmClient<C: Conf> {
     name: String,
     ptcp_dir: PathBuf,
-    lastserver: MmapMut,
+    /// The `.lastserver` file's bytes (NAME_SIZE, NUL-padded; empty if
+    /// there is no such file yet): the file is ours alone, so it is read once.
+    lastserver: Vec<u8>,
+    /// Holds the exclusive lock on `<name>.lock`: one client per name and directory.
+    _identity: std::fs::File,
     conn: Connection<C>,
     rb: RecvBuf<C>,
     /// Shm mode: the server's queue to us.
@@ -128,12 +130,16 @@ impl<C: Conf> TcpShmClient<C> {
         }
         let ptcp_dir = ptcp_dir.as_ref().to_owned();
         std::fs::create_dir_all(&ptcp_dir).map_err(|e| Error::file("create ptcp dir", &ptcp_dir, e))?;
-        let lastserver = map_lastserver::<C>(&lastserver_path(&ptcp_dir, name))?;
+        let identity = lock_path(&ptcp_dir, name);
+        let lock = files::private_options().open(&identity).map_err(|e| Error::file("open lock file", &identity, e))?;
+        files::lock_exclusive(&lock, &identity)?;
+        let lastserver = read_lastserver::<C>(&lastserver_path(&ptcp_dir, name))?;
         Ok(TcpShmClient {
             name: name.to_owned(),
             conn: Connection::new(name, &ptcp_dir, durability),
             ptcp_dir,
             lastserver,
+            _identity: lock,
             rb: RecvBuf::new(),
             shm_rx: None,
             shm_link: None,
@@ -174,10 +180,15 @@ impl<C: Conf> TcpShmClient<C> {
         }
     }
 
-    fn store_last_server_name(&mut self, name: &str) {
-        self.lastserver.fill(0);
-        self.lastserver[..name.len()].copy_from_slice(name.as_bytes());
-        let _ = self.lastserver.flush();
+    /// Remembers `name` as the last server, in the file at once (a crash
+    /// leaves the old name or the new one) and then here.
+    fn store_last_server_name(&mut self, name: &str) -> Result<(), Error> {
+        let mut field = vec![0u8; C::NAME_SIZE];
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        let path = lastserver_path(&self.ptcp_dir, &self.name);
+        files::replace(&path, &field).map_err(|e| Error::file("write lastserver file", &path, e))?;
+        self.lastserver = field;
+        Ok(())
     }
 
     /// The connection; usable while disconnected once a server is known
@@ -292,7 +303,7 @@ impl<C: Conf> TcpShmClient<C> {
             self.conn.set_remote_name(&rsp.server_name);
             self.shm_rx = self.conn.open(login.use_shm).map_err(sys)?;
             self.conn.reset(self.shm_rx.as_mut());
-            self.store_last_server_name(&rsp.server_name);
+            self.store_last_server_name(&rsp.server_name).map_err(sys)?;
         }
         let now = handler.on_login_success(&rsp);
         self.rb = RecvBuf::new();
@@ -393,28 +404,18 @@ impl<C: Conf> TcpShmClient<C> {
     }
 }
 
-/// Maps the `.lastserver` file (NAME_SIZE bytes), creating it empty.
-fn map_lastserver<C: Conf>(path: &Path) -> Result<MmapMut, Error> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::file("open lastserver file", path, e))?;
-    let len = file.metadata().map_err(|e| Error::file("stat lastserver file", path, e))?.len();
-    if len == 0 {
-        file.set_len(C::NAME_SIZE as u64).map_err(|e| Error::file("size lastserver file", path, e))?;
-    } else if len != C::NAME_SIZE as u64 {
-        return Err(Error::FileCorrupt {
+/// Reads the `.lastserver` file: NAME_SIZE bytes, or nothing if it does
+/// not exist yet.
+fn read_lastserver<C: Conf>(path: &Path) -> Result<Vec<u8>, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == C::NAME_SIZE => Ok(bytes),
+        Ok(bytes) => Err(Error::FileCorrupt {
             path: path.to_owned(),
-            detail: format!("has {len} bytes, NAME_SIZE is {}", C::NAME_SIZE),
-        });
+            detail: format!("has {} bytes, NAME_SIZE is {}", bytes.len(), C::NAME_SIZE),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::file("read lastserver file", path, e)),
     }
-    // SAFETY: memmap2's map_mut is unsafe because another process could
-    // change or truncate the file under us; the file is this client's own
-    // (its name is in the path) and every read of it is validated.
-    unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::file("mmap lastserver file", path, e))
 }
 
 /// The socket half of a client: heartbeats, timeouts, disconnect reports, and

@@ -207,6 +207,18 @@ impl<C: Conf> Connection<C> {
         }
     }
 
+    /// Under [`Durability::EveryPush`], the first flush to disk that failed
+    /// since the last call (`None` if all succeeded, and in other modes).
+    /// The pushes and pops since then are in the page cache, so they survive
+    /// a crash of the process, but not necessarily a power loss; a push
+    /// cannot fail for it, so this is where the failure is reported.
+    pub fn take_flush_error(&mut self) -> Option<io::Error> {
+        match &mut self.tx {
+            Tx::Tcp { queue, .. } => queue.take_flush_error(),
+            _ => None,
+        }
+    }
+
     /// The persistent queue's `(ack, seq_start, seq_end)` in TCP mode.
     pub fn seqs(&self) -> Option<(u32, u32, u32)> {
         match &self.tx {

@@ -104,8 +104,15 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
-    /// A local or remote name is empty, too long for `NAME_SIZE`, or holds `/` or NUL.
+    /// A local or remote name is empty, too long for `NAME_SIZE`, or holds
+    /// `/`, `_` or NUL (see [`valid_name`](crate::msg::valid_name)).
     InvalidName(String),
+    /// Another owner (this process or another) has the file open: a queue
+    /// file, or a client's identity, has one owner at a time.
+    InUse {
+        /// The file held by the other owner.
+        path: PathBuf,
+    },
     /// The server's login response was malformed.
     InvalidLoginRsp(&'static str),
     /// `connect` was called on a client that is connected.
@@ -139,6 +146,7 @@ impl fmt::Display for Error {
             Error::Io { what, path: None, source } => write!(f, "{what}: {source}"),
             Error::FileCorrupt { path, detail } => write!(f, "{}: {detail}", path.display()),
             Error::InvalidName(n) => write!(f, "invalid name {n:?}"),
+            Error::InUse { path } => write!(f, "{}: in use by another owner", path.display()),
             Error::InvalidLoginRsp(why) => write!(f, "Invalid LoginRsp: {why}"),
             Error::AlreadyConnected => f.write_str("already connected"),
             Error::AlreadyStarted => f.write_str("already started"),

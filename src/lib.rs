@@ -5,6 +5,7 @@ pub mod client;
 pub mod conf;
 pub mod connection;
 pub mod error;
+mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -332,11 +332,18 @@ fn c_str(field: &[u8]) -> &[u8] {
 }
 
 /// Whether `name` can be used as a client or server name with `NAME_SIZE`
-/// bytes: non-empty, room for the NUL, and usable inside a file name.
+/// bytes: non-empty, room for the NUL, usable inside a file name, and
+/// without `_`.
+///
+/// Queue files are named `<sender>_<receiver>` (the C++ original's names
+/// for the shared-memory objects, which both sides must agree on). With a
+/// `_` inside a name two pairs could share a file: server `s` and client
+/// `s_x` would write `s_x_s`, also the queue from `s` to `x_s`. Without it
+/// a file name splits at its one `_`, so every pair has files of its own.
 pub fn valid_name(name: &str, name_size: usize) -> bool {
     !name.is_empty()
         && name.len() < name_size
-        && !name.bytes().any(|b| b == 0 || b == b'/')
+        && !name.bytes().any(|b| b == 0 || b == b'/' || b == b'_')
         && name != "."
         && name != ".."
 }
@@ -553,8 +560,9 @@ mod tests {
     #[test]
     fn names_are_validated() {
         assert!(valid_name("server", 16));
-        assert!(valid_name("fifteen_chars__", 16));
-        assert!(!valid_name("sixteen_chars___", 16));
+        assert!(valid_name("fifteen-chars--", 16));
+        assert!(!valid_name("sixteen-chars---", 16));
+        assert!(!valid_name("s_x", 16), "queue files are <sender>_<receiver>");
         assert!(!valid_name("", 16));
         assert!(!valid_name("a/b", 16));
         assert!(!valid_name("..", 16));

@@ -220,11 +220,15 @@ fn read_head(file: &File, path: &Path) -> Result<Head, Error> {
 /// so the file is a valid empty queue after each, whatever the moment a crash
 /// stops this. Then the file is synced to disk.
 ///
-/// Only for a file no process has open: a process that has it mapped keeps
-/// its indices in memory and would not see the reset.
+/// Only for a file no process has open (a process that has it mapped keeps
+/// its indices in memory and would not see the reset): one that is open is
+/// locked by its owner, and refused with [`Error::InUse`].
 pub fn reset_file(path: &Path) -> Result<(), Error> {
     let file =
         OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::file("open ptcp file", path, e))?;
+    // A queue in use is its owner's: resetting it under a running side
+    // would race with its stores.
+    crate::files::lock_exclusive(&file, path)?;
     let ix = read_head(&file, path)?.indices;
     for store in reset_stores(ix.write_pos, ix.read_seq) {
         let put = |word: &[u8], off: usize| file.write_all_at(word, off as u64);
@@ -265,8 +269,9 @@ pub fn parse_lastserver(bytes: &[u8], name_size: Option<u32>) -> Result<Option<S
 }
 
 /// The ways the stem of a queue file name, `<local>_<remote>`, splits into
-/// two valid names of `name_size` (names may hold `_`, so there may be
-/// several, or none for a file not named by the library).
+/// two valid names of `name_size`: one for a file the library named (names
+/// hold no `_`), none for any other file (one of an older version whose
+/// names held `_`, say).
 pub fn name_splits(stem: &str, name_size: u32) -> Vec<(String, String)> {
     stem.match_indices('_')
         .map(|(i, _)| (&stem[..i], &stem[i + 1..]))
@@ -283,12 +288,12 @@ mod tests {
     fn splits_are_every_valid_one() {
         let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
         assert_eq!(name_splits("client_server", 16), s(&[("client", "server")]));
-        assert_eq!(name_splits("a_b_c", 16), s(&[("a", "b_c"), ("a_b", "c")]));
+        assert_eq!(name_splits("a_b_c", 16), s(&[]), "a name holds no `_`");
         assert_eq!(name_splits("_a_", 16), s(&[]));
         assert_eq!(name_splits("abc", 16), s(&[]));
         // "aaaa_b" does not fit a NAME_SIZE of 4 (3 chars and the NUL).
         assert_eq!(name_splits("aaaa_b_c", 4), s(&[]));
-        assert_eq!(name_splits("aa_b_c", 4), s(&[("aa", "b_c")]));
+        assert_eq!(name_splits("aa_b", 4), s(&[("aa", "b")]));
     }
 
     #[test]

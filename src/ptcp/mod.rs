@@ -24,6 +24,12 @@ pub fn lastserver_path(dir: &Path, client: &str) -> PathBuf {
     dir.join(format!("{client}.lastserver"))
 }
 
+/// Path of the file a client holds locked while it runs, so that one name
+/// in one directory is one client at a time (its contents are unused).
+pub fn lock_path(dir: &Path, client: &str) -> PathBuf {
+    dir.join(format!("{client}.lock"))
+}
+
 /// Whether `a` is at or after `b` in wrapping u32 sequence space.
 #[inline]
 pub(crate) fn seq_not_before(a: u32, b: u32) -> bool {

@@ -20,7 +20,7 @@
 use std::fs::OpenOptions;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::Release};
 
 use memmap2::MmapRaw;
 use zerocopy::{FromBytes, IntoBytes};
@@ -29,6 +29,7 @@ use super::format::FILE_HEADER_SIZE;
 use super::format::{pack, reset_stores, unpack, walk, Indices, ResetStore, BLK};
 use crate::conf::Conf;
 use crate::error::Error;
+use crate::files;
 use crate::msg::{MsgHeader, HEADER_SIZE};
 
 /// First bytes of every queue file of ours.
@@ -44,7 +45,10 @@ pub enum Durability {
     /// Never flush, as the C++ original; the kernel writes back when it likes.
     #[default]
     Never,
-    /// Flush the changed pages on every push and every pop, before returning.
+    /// Flush the changed pages on every push and every pop, before returning:
+    /// a message's bytes before the index that makes it part of the queue.
+    /// A failed flush is reported by
+    /// [`Connection::take_flush_error`](crate::Connection::take_flush_error).
     EveryPush,
     /// Flush only when the user calls `Connection::flush`.
     OnDemand,
@@ -115,6 +119,8 @@ pub(crate) enum AckError {
 /// The persistent queue of one connection's outgoing TCP messages.
 pub(crate) struct PtcpQueue<C: Conf> {
     map: MmapRaw,
+    /// Holds the file's exclusive lock while the queue is open.
+    _file: std::fs::File,
     write_pos: u32,
     wrap_pos: u32,
     read_pos: u32,
@@ -130,6 +136,8 @@ pub(crate) struct PtcpQueue<C: Conf> {
     pending_size: u16,
     pending_pos: u32,
     durability: Durability,
+    /// The first failed flush under [`Durability::EveryPush`] not yet reported.
+    flush_error: Option<std::io::Error>,
     _conf: PhantomData<fn() -> C>,
 }
 
@@ -137,7 +145,8 @@ impl<C: Conf> PtcpQueue<C> {
     const BLOCKS: u32 = (C::TCP_QUEUE_SIZE / BLK) as u32;
     const FILE_SIZE: u64 = (FILE_HEADER_SIZE + C::TCP_QUEUE_SIZE) as u64;
 
-    /// Opens the queue file at `path`, creating it empty if it does not exist.
+    /// Opens the queue file at `path`, creating it empty if it does not exist,
+    /// and takes it as its one owner ([`Error::InUse`] if another has it).
     /// An existing file is validated: magic, version, the Conf sizes, and a
     /// walk over every queued message.
     pub(crate) fn open(path: &Path, durability: Durability) -> Result<Self, Error> {
@@ -146,6 +155,7 @@ impl<C: Conf> PtcpQueue<C> {
         }
         let file =
             OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::file("open ptcp file", path, e))?;
+        files::lock_exclusive(&file, path)?;
         let len = file.metadata().map_err(|e| Error::file("stat ptcp file", path, e))?.len();
         let corrupt = |detail: String| Error::FileCorrupt { path: path.to_owned(), detail };
         if len != Self::FILE_SIZE {
@@ -155,8 +165,15 @@ impl<C: Conf> PtcpQueue<C> {
             )));
         }
         let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap ptcp file", path, e))?;
+        // The size checked above may have changed before the mapping was
+        // made (the file is ours only by an advisory lock): every access
+        // below relies on the mapping's own length.
+        if map.len() as u64 != Self::FILE_SIZE {
+            return Err(corrupt(format!("file changed to {} bytes while it was mapped", map.len())));
+        }
         let mut q = PtcpQueue {
             map,
+            _file: file,
             write_pos: 0,
             wrap_pos: 0,
             read_pos: 0,
@@ -168,6 +185,7 @@ impl<C: Conf> PtcpQueue<C> {
             pending_size: 0,
             pending_pos: 0,
             durability,
+            flush_error: None,
             _conf: PhantomData,
         };
         q.load().map_err(corrupt)?;
@@ -175,8 +193,10 @@ impl<C: Conf> PtcpQueue<C> {
         Ok(q)
     }
 
-    /// Writes a new empty file beside `path` and renames it into place, so a
-    /// crash never leaves a half-made file under the real name.
+    /// Writes a new empty file (mode 0600) beside `path` and links it into
+    /// place, so a crash never leaves a half-made file under the real name,
+    /// and of two processes creating it at once both end up with the same
+    /// file (a rename could replace a file the other already took).
     fn create(path: &Path) -> Result<(), Error> {
         let mut header = [0u8; FILE_HEADER_SIZE];
         header[..8].copy_from_slice(&PTCP_MAGIC);
@@ -184,16 +204,21 @@ impl<C: Conf> PtcpQueue<C> {
         header[12..16].copy_from_slice(&(C::TCP_QUEUE_SIZE as u32).to_ne_bytes());
         header[16..20].copy_from_slice(&(C::NAME_SIZE as u32).to_ne_bytes());
         header[20] = C::TO_LITTLE_ENDIAN as u8;
-        let tmp = path.with_extension("ptcp.tmp");
+        let tmp = path.with_extension(format!("ptcp.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = files::private_options().truncate(true).open(&tmp)?;
             f.write_all(&header)?;
             f.set_len(Self::FILE_SIZE)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, path)
+            match std::fs::hard_link(&tmp, path) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            }
         };
-        write().map_err(|e| Error::file("create ptcp file", path, e))
+        let made = write();
+        let _ = std::fs::remove_file(&tmp);
+        made.map_err(|e| Error::file("create ptcp file", path, e))
     }
 
     fn hdr(&self) -> &FileHeader {
@@ -317,11 +342,27 @@ impl<C: Conf> PtcpQueue<C> {
     #[inline]
     pub(crate) fn commit_ack(&mut self) {
         if std::mem::take(&mut self.ack_dirty) {
-            self.hdr().ack_seq.store(self.ack_seq, Relaxed);
+            // Release: after every store before it, a reply's among them
+            // (see `push`); it covers no bytes of its own.
+            self.hdr().ack_seq.store(self.ack_seq, Release);
             if self.durability == Durability::EveryPush {
-                let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
+                self.flush_range(0, FILE_HEADER_SIZE);
             }
         }
+    }
+
+    /// Flushes `len` bytes of the file from `off` (under `EveryPush`),
+    /// keeping the first failure for [`take_flush_error`](Self::take_flush_error).
+    fn flush_range(&mut self, off: usize, len: usize) {
+        if let Err(e) = self.map.flush_range(off, len) {
+            self.flush_error.get_or_insert(e);
+        }
+    }
+
+    /// The first flush that failed under [`Durability::EveryPush`] since the
+    /// last call: the pushes and pops since then may not survive a power loss.
+    pub(crate) fn take_flush_error(&mut self) -> Option<std::io::Error> {
+        self.flush_error.take()
     }
 
     /// Reserves room for a body of `body_len` bytes; false if it does not fit.
@@ -360,9 +401,9 @@ impl<C: Conf> PtcpQueue<C> {
     fn relocate_empty(&mut self) {
         let at = self.write_pos;
         // write 0 < read: the queue reads as [at, at) + [0, 0), empty.
-        self.hdr().write.store(pack(0, at), Relaxed);
-        // read 0 == write 0: empty.
-        self.hdr().read.store(pack(0, self.read_seq), Relaxed);
+        self.hdr().write.store(pack(0, at), Release);
+        // read 0 == write 0: empty. Release keeps it after the first store.
+        self.hdr().read.store(pack(0, self.read_seq), Release);
         (self.write_pos, self.wrap_pos, self.read_pos, self.send_pos) = (0, at, 0, 0);
     }
 
@@ -410,16 +451,28 @@ impl<C: Conf> PtcpQueue<C> {
         } else {
             (blocks, self.write_pos) // started the next lap
         };
-        self.hdr().write.store(pack(write_pos, wrap_pos), Relaxed);
+        let every_push = self.durability == Durability::EveryPush;
+        if every_push {
+            // On disk before the index that covers it: the kernel writes
+            // pages back in any order, so a header page stored after the
+            // index could otherwise reach the disk before the body.
+            self.flush_range(FILE_HEADER_SIZE + pos as usize * BLK, blocks as usize * BLK);
+        }
+        // Release: the message's header and body (plain stores above and
+        // the user's writes through the slot) are in the file before the
+        // index that makes them part of the queue, at any crash.
+        self.hdr().write.store(pack(write_pos, wrap_pos), Release);
         (self.write_pos, self.wrap_pos) = (write_pos, wrap_pos);
         self.msg_count += 1;
         self.pending_size = 0;
         if std::mem::take(&mut self.ack_dirty) {
-            self.hdr().ack_seq.store(self.ack_seq, Relaxed);
+            // Release: after the write index, so a crash between the two
+            // leaves the reply without its pop (repaired by `load`), never
+            // the pop without its reply.
+            self.hdr().ack_seq.store(self.ack_seq, Release);
         }
-        if self.durability == Durability::EveryPush {
-            let _ = self.map.flush_range(FILE_HEADER_SIZE + pos as usize * BLK, blocks as usize * BLK);
-            let _ = self.map.flush_range(0, FILE_HEADER_SIZE);
+        if every_push {
+            self.flush_range(0, FILE_HEADER_SIZE);
         }
     }
 
@@ -491,7 +544,11 @@ impl<C: Conf> PtcpQueue<C> {
         if self.wrapped() && pos == self.wrap_pos {
             pos = 0;
         }
-        self.hdr().read.store(pack(pos, ack), Relaxed);
+        // Release, though it covers no bytes: the file's stores stay in
+        // program order for a reader of the file (`inspect`), at no cost on
+        // x86. Not flushed under `EveryPush`: an ack lost to a power cut
+        // only keeps messages the peer has, which its next login acks again.
+        self.hdr().read.store(pack(pos, ack), Release);
         (self.read_pos, self.read_seq) = (pos, ack);
         self.msg_count -= n;
         // An ack of everything sent, or of more (a resend after a login
@@ -518,17 +575,19 @@ impl<C: Conf> PtcpQueue<C> {
         let h = self.hdr();
         // The same stores in the same order as `inspect::reset_file`.
         for store in reset_stores(self.write_pos, self.read_seq) {
+            // Release: each store after the ones before it, the order
+            // that keeps every intermediate state consistent.
             match store {
-                ResetStore::Read(v) => h.read.store(v, Relaxed),
-                ResetStore::Write(v) => h.write.store(v, Relaxed),
-                ResetStore::Ack(v) => h.ack_seq.store(v, Relaxed),
+                ResetStore::Read(v) => h.read.store(v, Release),
+                ResetStore::Write(v) => h.write.store(v, Release),
+                ResetStore::Ack(v) => h.ack_seq.store(v, Release),
             }
         }
         (self.write_pos, self.wrap_pos, self.read_pos, self.read_seq) = (0, 0, 0, 0);
         (self.ack_seq, self.msg_count, self.send_pos, self.pending_size) = (0, 0, 0, 0);
         self.ack_dirty = false;
         if self.durability != Durability::Never {
-            let _ = self.map.flush();
+            self.flush_range(0, FILE_HEADER_SIZE + C::TCP_QUEUE_SIZE);
         }
     }
 

@@ -208,8 +208,30 @@ impl<C: ServerConf> ServerCtl<C> {
                 return reject(&mut wire, rsp, &msg);
             }
         };
-        let groups = if login.use_shm { &mut self.shm } else { &mut self.tcp };
-        let Some(group) = groups.get_mut(grp) else { return reject(&mut wire, rsp, ERR_LOGIN_REJECT) };
+        let groups = if login.use_shm { &self.shm } else { &self.tcp };
+        if grp >= groups.len() {
+            return reject(&mut wire, rsp, ERR_LOGIN_REJECT);
+        }
+        // A name has one slot in the whole server, or two groups could map
+        // its files at once. Bound to a slot elsewhere (another group, or
+        // the other mode), its connection moves here if it is idle, with its
+        // user data; a live one refuses the login.
+        let mut moved = None;
+        let elsewhere = self.binding(&login.client_name).filter(|&(shm, g, _)| (shm, g) != (login.use_shm, grp));
+        if let Some((shm, g, i)) = elsewhere {
+            let old = if shm { &mut self.shm[g] } else { &mut self.tcp[g] };
+            report_slot(old, i, handler);
+            // SAFETY: this control part is the only control side of the slot
+            // and `&mut self` keeps it on one thread.
+            match unsafe { old.shared.slots[i].ctl_with(|slot, _| slot.take()) } {
+                None => return reject(&mut wire, rsp, ERR_ALREADY_LOGGED_ON),
+                Some(conn) => {
+                    old.names[i] = None;
+                    moved = conn;
+                }
+            }
+        }
+        let group = if login.use_shm { &mut self.shm[grp] } else { &mut self.tcp[grp] };
         // The slot bound to this name, or else the first unbound one.
         let idx = group.names.iter().position(|n| n.as_deref() == Some(&login.client_name));
         let Some(idx) = idx.or_else(|| group.names.iter().position(Option::is_none)) else {
@@ -224,6 +246,9 @@ impl<C: ServerConf> ServerCtl<C> {
         // `&mut self` keeps it on one thread.
         let logged_on = unsafe {
             cell.ctl_with(|slot, _| {
+                if let Some(conn) = moved.take() {
+                    *slot = Some(conn);
+                }
                 let slot = slot.get_or_insert_with(|| SlotConn {
                     conn: {
                         let mut c = Connection::new(name, dir, durability);
@@ -252,6 +277,17 @@ impl<C: ServerConf> ServerCtl<C> {
                 group.shared.to_group.raise();
             }
         }
+    }
+
+    /// Where `client` is bound: (shm, group, slot).
+    fn binding(&self, client: &str) -> Option<(bool, usize, usize)> {
+        let kinds = [(false, &self.tcp), (true, &self.shm)];
+        kinds.into_iter().find_map(|(shm, groups)| {
+            groups.iter().enumerate().find_map(|(g, group)| {
+                let i = group.names.iter().position(|n| n.as_deref() == Some(client))?;
+                Some((shm, g, i))
+            })
+        })
     }
 
     /// Shm groups: heartbeats of each live slot's socket; a closed socket

@@ -89,6 +89,8 @@ pub struct Recorder {
     pub logon_seqs: LogonSeqs,
     /// Leave messages out of `events` (long streams).
     pub skip_msg_events: bool,
+    /// The group each login goes to (0 for every login if unset).
+    pub group: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Recorder {
@@ -106,7 +108,7 @@ impl<C: ServerConf> ServerHandler<C> for Recorder {
     ) -> Result<usize, Option<String>> {
         match self.reject.get(&login.client_name) {
             Some(msg) => Err(msg.clone()),
-            None => Ok(0),
+            None => Ok(self.group.load(Ordering::Relaxed)),
         }
     }
 
