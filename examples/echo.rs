@@ -11,7 +11,7 @@ mod echo;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use echo::{Args, ClientOpts, EchoConf};
+use echo::{Args, ClientOpts, EchoClientConf, EchoServerConf};
 use tcpshm::TcpShmServer;
 
 fn run(use_shm: bool, count: u64, stream: bool, pin: Option<usize>) -> Result<f64, String> {
@@ -19,7 +19,7 @@ fn run(use_shm: bool, count: u64, stream: bool, pin: Option<usize>) -> Result<f6
     let tag = std::process::id() % 100_000;
     let server_name = format!("srv{tag}");
     let client_name = format!("cli{tag}{}", if use_shm { "s" } else { "t" });
-    let mut server = TcpShmServer::<EchoConf>::new(&server_name, dir.path()).map_err(|e| e.to_string())?;
+    let mut server = TcpShmServer::<EchoServerConf>::new(&server_name, dir.path()).map_err(|e| e.to_string())?;
     server.start("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = server.local_addr().ok_or("no address")?.to_string();
     let stop = AtomicBool::new(false);
@@ -33,7 +33,7 @@ fn run(use_shm: bool, count: u64, stream: bool, pin: Option<usize>) -> Result<f6
             deadline: Duration::from_secs(600),
             ..ClientOpts::new(&client_name, &server_name, dir.path(), &addr)
         };
-        let r = echo::run_client::<EchoConf>(&opts);
+        let r = echo::run_client::<EchoClientConf>(&opts);
         stop.store(true, Ordering::Relaxed);
         r
     });

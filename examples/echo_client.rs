@@ -16,7 +16,7 @@ mod echo;
 
 use std::time::Duration;
 
-use echo::{Args, ClientOpts, EchoConf};
+use echo::{Args, ClientOpts, EchoClientConf};
 
 fn main() {
     let args = Args::from_env();
@@ -34,7 +34,7 @@ fn main() {
         reconnect: args.flag("--reconnect"),
         ..ClientOpts::new(&name, &server_name, dir.as_ref(), &addr)
     };
-    match echo::run_client::<EchoConf>(&opts) {
+    match echo::run_client::<EchoClientConf>(&opts) {
         Ok(r) => {
             println!(
                 "client stopped, send_num: {} recv_num: {} echoes: {} avg rtt: {:.0} ns",

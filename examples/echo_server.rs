@@ -9,7 +9,7 @@ mod echo;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use echo::{Args, EchoConf};
+use echo::{Args, EchoServerConf};
 use tcpshm::TcpShmServer;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -28,7 +28,7 @@ fn main() {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::Handler(on_signal)) };
     }
-    let mut server = match TcpShmServer::<EchoConf>::new(&name, &dir) {
+    let mut server = match TcpShmServer::<EchoServerConf>::new(&name, &dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("server: {e}");

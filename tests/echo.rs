@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use echo::{ClientOpts, Counters, EchoConf, EchoServerHandler};
+use echo::{ClientOpts, Counters, EchoClientConf, EchoServerConf, EchoServerHandler};
 use tcpshm::TcpShmServer;
 
 /// Unique client and server names for this test (shm objects are global).
@@ -31,7 +31,7 @@ impl Running {
     /// `one_thread`: control and every group polled by one thread; else one
     /// thread for control and one per group.
     fn start(name: &str, dir: &Path, addr: &str, one_thread: bool) -> Running {
-        let mut server = TcpShmServer::<EchoConf>::new(name, dir).unwrap();
+        let mut server = TcpShmServer::<EchoServerConf>::new(name, dir).unwrap();
         server.start(addr).unwrap();
         let addr = server.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -77,7 +77,7 @@ fn echo_all(tag: &str, use_shm: bool, one_thread: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (client, server) = names(tag);
     let running = Running::start(&server, dir.path(), "127.0.0.1:0", one_thread);
-    let r = echo::run_client::<EchoConf>(&opts(&client, &server, dir.path(), &running.addr, use_shm, 5_000)).unwrap();
+    let r = echo::run_client::<EchoClientConf>(&opts(&client, &server, dir.path(), &running.addr, use_shm, 5_000)).unwrap();
     assert_eq!((r.sent, r.received), (5_000, 5_000));
     drop(running);
     echo::remove_shm(&client, &server);
@@ -113,7 +113,7 @@ fn echo_over_ipv6() {
     };
     drop(probe);
     let running = Running::start(&server, dir.path(), "[::1]:0", true);
-    let r = echo::run_client::<EchoConf>(&opts(&client, &server, dir.path(), &running.addr, false, 2_000)).unwrap();
+    let r = echo::run_client::<EchoClientConf>(&opts(&client, &server, dir.path(), &running.addr, false, 2_000)).unwrap();
     assert_eq!(r.received, 2_000);
 }
 
@@ -128,12 +128,12 @@ fn client_dropped_and_recreated(tag: &str, use_shm: bool) {
         let mut o = opts(&client, &server, dir.path(), &running.addr, use_shm, count);
         o.stream = true;
         o.stop_after = Some(stop_after);
-        let r = echo::run_client::<EchoConf>(&o).unwrap();
+        let r = echo::run_client::<EchoClientConf>(&o).unwrap();
         assert!(r.received >= stop_after && r.received < count, "{}", r.received);
     }
     let mut o = opts(&client, &server, dir.path(), &running.addr, use_shm, count);
     o.stream = true;
-    let r = echo::run_client::<EchoConf>(&o).unwrap();
+    let r = echo::run_client::<EchoClientConf>(&o).unwrap();
     assert_eq!((r.sent, r.received), (count, count));
     drop(running);
     echo::remove_shm(&client, &server);
@@ -168,7 +168,7 @@ fn server_dropped_and_recreated(tag: &str, use_shm: bool) {
                 reconnect: true,
                 ..ClientOpts::new(&client, &server, dir.path(), &addr)
             };
-            echo::run_client::<EchoConf>(&o).unwrap().received
+            echo::run_client::<EchoClientConf>(&o).unwrap().received
         });
         for threshold in [5_000, 15_000] {
             let deadline = Instant::now() + Duration::from_secs(30);

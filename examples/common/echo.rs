@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,26 +38,59 @@ pub use sys::{now_ns, pin};
 
 const SECOND: i64 = 1_000_000_000;
 
-/// The echo pair's configuration: the golden captures' sizes, times in ns.
-pub struct EchoConf;
+/// The echo client's configuration: the C++ test pair's `ClientConf`
+/// (`test/echo_client.cc` and `test/common.h` in MengRao/tcpshm), times in
+/// ns, so either side of the pair can be swapped for the C++ one.
+pub struct EchoClientConf;
 
-impl Conf for EchoConf {
+impl Conf for EchoClientConf {
     const SHM_QUEUE_SIZE: usize = 1 << 20;
-    const TCP_QUEUE_SIZE: usize = 1 << 16;
-    const TCP_RECV_BUF_INIT_SIZE: usize = 1 << 16;
-    // Above the peer's TCP_QUEUE_SIZE, so an ack can always be read behind
-    // the most the peer can have in flight (see Conf::TCP_RECV_BUF_MAX_SIZE).
-    const TCP_RECV_BUF_MAX_SIZE: usize = 1 << 17;
+    const TCP_QUEUE_SIZE: usize = 2000;
+    const TCP_RECV_BUF_INIT_SIZE: usize = 1000;
+    const TCP_RECV_BUF_MAX_SIZE: usize = 2000;
     const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
-    const HEARTBEAT_INTERVAL: i64 = SECOND;
+    const HEARTBEAT_INTERVAL: i64 = 3 * SECOND;
     type LoginUserData = u8;
     type LoginRspUserData = u8;
     type ConnectionUserData = ();
 }
 
-impl ServerConf for EchoConf {
+/// The echo server's configuration: the C++ test pair's `ServerConf`
+/// (`test/echo_server.cc`), times in ns.
+pub struct EchoServerConf;
+
+impl Conf for EchoServerConf {
+    const SHM_QUEUE_SIZE: usize = 1 << 20;
+    const TCP_QUEUE_SIZE: usize = 3000;
+    const TCP_RECV_BUF_INIT_SIZE: usize = 1000;
+    const TCP_RECV_BUF_MAX_SIZE: usize = 2000;
+    const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
+    const HEARTBEAT_INTERVAL: i64 = 3 * SECOND;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+
+impl ServerConf for EchoServerConf {
     const NEW_CONNECTION_TIMEOUT: i64 = 3 * SECOND;
 }
+
+// Why these sizes stream without a deadlock, against ours or the C++ peer:
+// a streaming client has at most its TCP_QUEUE_SIZE of messages unacked in
+// flight, so the server's echoes of them (acked by the client's next
+// messages) fit in the server's larger queue: the server always has room to
+// echo, pops every message, and keeps reading. The C++ server's receive
+// buffer then never fills. A client queue larger than what the server can
+// hold (64 KiB against the C++ server's 3000-byte queue and 2000-byte buffer,
+// as these examples had) lets the server fill its queue with echoes, stop
+// popping and stop reading, while the client's acks wait in the socket
+// behind its own backlog: the stream stops for good.
+/// The largest frame of the pair: a header and four numbers.
+const MAX_FRAME: usize = 8 + 4 * 4;
+// Room for the client's window, the echo being made, and a frame's worth a
+// wrapping queue may leave unused at its end.
+const _: () = assert!(EchoClientConf::TCP_QUEUE_SIZE + 2 * MAX_FRAME <= EchoServerConf::TCP_QUEUE_SIZE);
+const _: () = assert!(EchoClientConf::TCP_QUEUE_SIZE <= EchoServerConf::TCP_RECV_BUF_MAX_SIZE);
 
 /// The server's handler: echoes every message back.
 #[derive(Default)]
@@ -168,6 +202,25 @@ impl Counters {
     }
 }
 
+/// A seed for the client's choice of message sizes that differs on every
+/// run: 8 bytes of `/dev/urandom`, or, failing that, the wall clock's
+/// nanoseconds mixed with the pid. Never 0, the xorshift's fixed point.
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let seed = match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(_) => {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            // splitmix64's finaliser: nearby times and pids give unrelated seeds.
+            let mut z = (t.as_nanos() as u64 ^ (std::process::id() as u64) << 32).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    };
+    seed.max(1)
+}
+
 /// The client's handler and sending logic.
 pub struct EchoClient {
     pub counters: Counters,
@@ -189,7 +242,7 @@ pub struct EchoClient {
 
 impl EchoClient {
     pub fn new(counters: Counters, count: u64, stream: bool) -> Self {
-        let rng = now_ns() as u64 | 1;
+        let rng = random_seed();
         EchoClient {
             counters,
             count,
@@ -368,11 +421,13 @@ pub fn run_client<C: Conf<LoginUserData = u8>>(o: &ClientOpts) -> Result<ClientR
             println!("client started, send_num: {} recv_num: {}", echo.counters.sent(), echo.counters.received());
         }
         let begin = Instant::now();
+        let before = echo.disconnects.len();
         run_session(&mut client, &mut echo, o, start);
         elapsed += begin.elapsed();
         client.stop();
         if o.progress {
-            if let Some(reason) = echo.disconnects.last() {
+            // Only this session's: a session that ended by finishing has none.
+            for reason in &echo.disconnects[before..] {
                 println!("disconnected: {reason}");
             }
         }
