@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use echo::{ClientOpts, Counters, EchoConf, EchoServerHandler};
+use echo::{ClientOpts, Counters, EchoClientConf, EchoServerConf, ServerRun, Threads};
 use tcpshm::TcpShmServer;
 
 /// Unique client and server names for this test (shm objects are global).
@@ -29,25 +29,16 @@ struct Running {
 
 impl Running {
     /// `one_thread`: control and every group polled by one thread; else one
-    /// thread for control and one per group.
+    /// thread per group and one for control.
     fn start(name: &str, dir: &Path, addr: &str, one_thread: bool) -> Running {
-        let mut server = TcpShmServer::<EchoConf>::new(name, dir).unwrap();
+        let mut server = TcpShmServer::<EchoServerConf>::new(name, dir).unwrap();
         server.start(addr).unwrap();
         let addr = server.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let threads = if one_thread { Threads::One } else { Threads::PerPart };
         let thread = std::thread::spawn(move || {
-            if one_thread {
-                let mut h = EchoServerHandler { quiet: true };
-                while !flag.load(Ordering::Relaxed) {
-                    let now = echo::now_ns();
-                    server.poll_ctl(now, &mut h);
-                    server.poll_tcp(now, 0, &mut h);
-                    server.poll_shm(0, &mut h);
-                }
-            } else {
-                echo::run_server(server, &flag, None, true);
-            }
+            echo::run_server(server, &flag, &ServerRun { threads, cpus: Vec::new(), quiet: true });
         });
         Running { stop, thread: Some(thread), addr }
     }
@@ -77,7 +68,10 @@ fn echo_all(tag: &str, use_shm: bool, one_thread: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (client, server) = names(tag);
     let running = Running::start(&server, dir.path(), "127.0.0.1:0", one_thread);
-    let r = echo::run_client::<EchoConf>(&opts(&client, &server, dir.path(), &running.addr, use_shm, 5_000)).unwrap();
+    // The client's threads as the server's: both models of each side run.
+    let threads = if one_thread { Threads::One } else { Threads::PerPart };
+    let o = ClientOpts { threads, ..opts(&client, &server, dir.path(), &running.addr, use_shm, 5_000) };
+    let r = echo::run_client::<EchoClientConf>(&o).unwrap();
     assert_eq!((r.sent, r.received), (5_000, 5_000));
     drop(running);
     echo::remove_shm(&client, &server);
@@ -113,7 +107,8 @@ fn echo_over_ipv6() {
     };
     drop(probe);
     let running = Running::start(&server, dir.path(), "[::1]:0", true);
-    let r = echo::run_client::<EchoConf>(&opts(&client, &server, dir.path(), &running.addr, false, 2_000)).unwrap();
+    let r =
+        echo::run_client::<EchoClientConf>(&opts(&client, &server, dir.path(), &running.addr, false, 2_000)).unwrap();
     assert_eq!(r.received, 2_000);
 }
 
@@ -128,12 +123,12 @@ fn client_dropped_and_recreated(tag: &str, use_shm: bool) {
         let mut o = opts(&client, &server, dir.path(), &running.addr, use_shm, count);
         o.stream = true;
         o.stop_after = Some(stop_after);
-        let r = echo::run_client::<EchoConf>(&o).unwrap();
+        let r = echo::run_client::<EchoClientConf>(&o).unwrap();
         assert!(r.received >= stop_after && r.received < count, "{}", r.received);
     }
     let mut o = opts(&client, &server, dir.path(), &running.addr, use_shm, count);
     o.stream = true;
-    let r = echo::run_client::<EchoConf>(&o).unwrap();
+    let r = echo::run_client::<EchoClientConf>(&o).unwrap();
     assert_eq!((r.sent, r.received), (count, count));
     drop(running);
     echo::remove_shm(&client, &server);
@@ -168,7 +163,7 @@ fn server_dropped_and_recreated(tag: &str, use_shm: bool) {
                 reconnect: true,
                 ..ClientOpts::new(&client, &server, dir.path(), &addr)
             };
-            echo::run_client::<EchoConf>(&o).unwrap().received
+            echo::run_client::<EchoClientConf>(&o).unwrap().received
         });
         for threshold in [5_000, 15_000] {
             let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,6 +8,7 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use echo::{ServerRun, Threads};
 use support::{poll_until, unique, ClientRec, Event, Recorder, ServerThread, TestConf, MS};
 use tcpshm::{Conf, TcpShmClient, TcpShmServer};
 
@@ -36,7 +37,9 @@ fn a_server_with_a_full_queue_keeps_reading_acks() {
     let addr = server.local_addr().unwrap().to_string();
     let stop = AtomicBool::new(false);
     let (h, sent) = std::thread::scope(|s| {
-        s.spawn(|| echo::run_server(server, &stop, None, true));
+        s.spawn(|| {
+            echo::run_server(server, &stop, &ServerRun { threads: Threads::PerPart, cpus: Vec::new(), quiet: true })
+        });
         let _stop = StopOnDrop(&stop); // also when an assertion fails
         let mut client = TcpShmClient::<BigQueueConf>::new("fccli", cdir.path()).unwrap();
         let mut h = ClientRec::default();

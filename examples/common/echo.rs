@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 use std::fs::OpenOptions;
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,33 +31,69 @@ use zerocopy::FromBytes;
 mod args;
 #[path = "sys.rs"]
 mod sys;
-// The examples read flags through here; the tests that load this file do not.
+// The examples read flags and choose CPUs through here; the tests that load
+// this file do not.
 #[allow(unused_imports)]
 pub use args::Args;
+#[allow(unused_imports)]
+pub use sys::allowed_cpus;
 pub use sys::{now_ns, pin};
 
 const SECOND: i64 = 1_000_000_000;
 
-/// The echo pair's configuration: the golden captures' sizes, times in ns.
-pub struct EchoConf;
+/// The echo client's configuration: the C++ test pair's `ClientConf`
+/// (`test/echo_client.cc` and `test/common.h` in MengRao/tcpshm), times in
+/// ns, so either side of the pair can be swapped for the C++ one.
+pub struct EchoClientConf;
 
-impl Conf for EchoConf {
+impl Conf for EchoClientConf {
     const SHM_QUEUE_SIZE: usize = 1 << 20;
-    const TCP_QUEUE_SIZE: usize = 1 << 16;
-    const TCP_RECV_BUF_INIT_SIZE: usize = 1 << 16;
-    // Above the peer's TCP_QUEUE_SIZE, so an ack can always be read behind
-    // the most the peer can have in flight (see Conf::TCP_RECV_BUF_MAX_SIZE).
-    const TCP_RECV_BUF_MAX_SIZE: usize = 1 << 17;
+    const TCP_QUEUE_SIZE: usize = 2000;
+    const TCP_RECV_BUF_INIT_SIZE: usize = 1000;
+    const TCP_RECV_BUF_MAX_SIZE: usize = 2000;
     const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
-    const HEARTBEAT_INTERVAL: i64 = SECOND;
+    const HEARTBEAT_INTERVAL: i64 = 3 * SECOND;
     type LoginUserData = u8;
     type LoginRspUserData = u8;
     type ConnectionUserData = ();
 }
 
-impl ServerConf for EchoConf {
+/// The echo server's configuration: the C++ test pair's `ServerConf`
+/// (`test/echo_server.cc`), times in ns.
+pub struct EchoServerConf;
+
+impl Conf for EchoServerConf {
+    const SHM_QUEUE_SIZE: usize = 1 << 20;
+    const TCP_QUEUE_SIZE: usize = 3000;
+    const TCP_RECV_BUF_INIT_SIZE: usize = 1000;
+    const TCP_RECV_BUF_MAX_SIZE: usize = 2000;
+    const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
+    const HEARTBEAT_INTERVAL: i64 = 3 * SECOND;
+    type LoginUserData = u8;
+    type LoginRspUserData = u8;
+    type ConnectionUserData = ();
+}
+
+impl ServerConf for EchoServerConf {
     const NEW_CONNECTION_TIMEOUT: i64 = 3 * SECOND;
 }
+
+// Why these sizes stream without a deadlock, against ours or the C++ peer:
+// a streaming client has at most its TCP_QUEUE_SIZE of messages unacked in
+// flight, so the server's echoes of them (acked by the client's next
+// messages) fit in the server's larger queue: the server always has room to
+// echo, pops every message, and keeps reading. The C++ server's receive
+// buffer then never fills. A client queue larger than what the server can
+// hold (64 KiB against the C++ server's 3000-byte queue and 2000-byte buffer,
+// as these examples had) lets the server fill its queue with echoes, stop
+// popping and stop reading, while the client's acks wait in the socket
+// behind its own backlog: the stream stops for good.
+/// The largest frame of the pair: a header and four numbers.
+const MAX_FRAME: usize = 8 + 4 * 4;
+// Room for the client's window, the echo being made, and a frame's worth a
+// wrapping queue may leave unused at its end.
+const _: () = assert!(EchoClientConf::TCP_QUEUE_SIZE + 2 * MAX_FRAME <= EchoServerConf::TCP_QUEUE_SIZE);
+const _: () = assert!(EchoClientConf::TCP_QUEUE_SIZE <= EchoServerConf::TCP_RECV_BUF_MAX_SIZE);
 
 /// The server's handler: echoes every message back.
 #[derive(Default)]
@@ -98,33 +135,161 @@ impl<C: ServerConf> ServerHandler<C> for EchoServerHandler {
     }
 }
 
-/// Serves a started server until `stop` is set: control on this thread,
-/// each TCP and shm group on a thread of its own.
-pub fn run_server<C: ServerConf>(server: TcpShmServer<C>, stop: &AtomicBool, pin_cpu: Option<usize>, quiet: bool) {
+/// How often the parts that carry no messages are polled: a server's control
+/// part (accepting, logins, shm heartbeat sockets, disconnect reports) and an
+/// shm client's socket half (heartbeats, disconnects). Every call of either
+/// makes system calls (an `accept(2)` on an empty non-blocking socket alone
+/// takes ~6 µs on a small VM), so a loop that also serves messages calls
+/// them on this timer, not on every turn, or every round trip pays for
+/// them. A millisecond keeps logins and disconnect reports prompt and is far
+/// inside the heartbeat interval (3 s).
+pub const CTL_INTERVAL_NS: i64 = 1_000_000;
+
+/// Busy polls between two reads of the clock: the clock only serves the
+/// timers (heartbeats, the control timer), which need no finer grain.
+const POLLS_PER_TICK: u32 = 64;
+
+/// How the echo pair spreads its polling over threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// Server: one thread busy-polls every group and the control part on a
+    /// timer. Client: in shm mode, one thread polls the shm queue and the
+    /// socket half on a timer.
+    One,
+    /// Server: a busy-polling thread per group, and the control part on a
+    /// thread that sleeps between polls. Client: in shm mode, the socket half
+    /// on a thread of its own that sleeps between polls (the C++ pair's
+    /// model, except that there the control and socket threads spin too).
+    PerPart,
+}
+
+impl Threads {
+    /// `PerPart` when the machine has a CPU for each of a server's group
+    /// threads plus `others` busy-polling threads (its clients on this host),
+    /// else `One`. With more spinning threads than CPUs, threads take turns
+    /// on a CPU and a round trip waits for a time slice: hundreds of µs where
+    /// the library takes a few.
+    pub fn for_machine<C: ServerConf>(others: usize) -> Threads {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus >= C::MAX_TCP_GRPS + C::MAX_SHM_GRPS + others {
+            Threads::PerPart
+        } else {
+            Threads::One
+        }
+    }
+
+    /// The value of a `--threads one|per-part` flag, if given.
+    pub fn from_args(args: &Args) -> Option<Threads> {
+        let v: String = args.opt("--threads")?;
+        match v.as_str() {
+            "one" => Some(Threads::One),
+            "per-part" => Some(Threads::PerPart),
+            _ => {
+                eprintln!("bad value for --threads: {v} (one or per-part)");
+                std::process::exit(2)
+            }
+        }
+    }
+}
+
+/// How to serve: the thread model, the CPUs to pin the busy-polling threads
+/// to, and whether to print connection events.
+pub struct ServerRun {
+    pub threads: Threads,
+    /// In order: the one thread, or each TCP group's then each shm group's
+    /// thread. A thread beyond the list is not pinned.
+    pub cpus: Vec<usize>,
+    pub quiet: bool,
+}
+
+impl ServerRun {
+    /// One line saying how the server runs, for the examples to print.
+    pub fn describe<C: ServerConf>(&self) -> String {
+        let pins = |cpus: &[usize]| match cpus {
+            [] => "not pinned".to_string(),
+            [cpu] => format!("pinned to CPU {cpu}"),
+            cpus => format!("pinned to CPUs {cpus:?}"),
+        };
+        let ms = CTL_INTERVAL_NS as f64 / 1e6;
+        match self.threads {
+            Threads::One => format!(
+                "server on one thread (busy-polls its groups, control every {ms} ms), {}",
+                pins(&self.cpus[..self.cpus.len().min(1)])
+            ),
+            Threads::PerPart => {
+                let groups = C::MAX_TCP_GRPS + C::MAX_SHM_GRPS;
+                format!(
+                    "server on a thread per group ({} TCP, {} shm; busy-polling, {}) and a control thread \
+                     (every {ms} ms, sleeping between)",
+                    C::MAX_TCP_GRPS,
+                    C::MAX_SHM_GRPS,
+                    pins(&self.cpus[..self.cpus.len().min(groups)])
+                )
+            }
+        }
+    }
+}
+
+/// Serves a started server until `stop` is set, as `run` says.
+pub fn run_server<C: ServerConf>(server: TcpShmServer<C>, stop: &AtomicBool, run: &ServerRun) {
+    match run.threads {
+        Threads::One => serve_on_one_thread(server, stop, run),
+        Threads::PerPart => serve_per_part(server, stop, run),
+    }
+}
+
+fn serve_on_one_thread<C: ServerConf>(mut server: TcpShmServer<C>, stop: &AtomicBool, run: &ServerRun) {
+    pin(run.cpus.first().copied());
+    let mut h = EchoServerHandler { quiet: run.quiet };
+    let mut last_ctl = now_ns() - CTL_INTERVAL_NS;
+    while !stop.load(Ordering::Relaxed) {
+        let now = now_ns();
+        if now - last_ctl >= CTL_INTERVAL_NS {
+            server.poll_ctl(now, &mut h);
+            last_ctl = now;
+        }
+        for _ in 0..POLLS_PER_TICK {
+            for g in 0..C::MAX_TCP_GRPS {
+                server.poll_tcp(now, g, &mut h);
+            }
+            for g in 0..C::MAX_SHM_GRPS {
+                server.poll_shm(g, &mut h);
+            }
+        }
+    }
+}
+
+fn serve_per_part<C: ServerConf>(server: TcpShmServer<C>, stop: &AtomicBool, run: &ServerRun) {
     let (mut ctl, tcp, shm) = server.into_parts();
+    let tcp_groups = tcp.len();
+    let quiet = run.quiet;
     std::thread::scope(|s| {
-        for mut g in tcp {
+        for (i, mut g) in tcp.into_iter().enumerate() {
+            let cpu = run.cpus.get(i).copied();
             s.spawn(move || {
-                pin(pin_cpu);
+                pin(cpu);
                 let mut h = EchoServerHandler { quiet };
                 while !stop.load(Ordering::Relaxed) {
                     g.poll(now_ns(), &mut h);
                 }
             });
         }
-        for mut g in shm {
+        for (i, mut g) in shm.into_iter().enumerate() {
+            let cpu = run.cpus.get(tcp_groups + i).copied();
             s.spawn(move || {
-                pin(pin_cpu.map(|c| c + 1));
+                pin(cpu);
                 let mut h = EchoServerHandler { quiet };
                 while !stop.load(Ordering::Relaxed) {
                     g.poll(&mut h);
                 }
             });
         }
+        // The control part moves no messages: sleeping between its polls
+        // leaves the CPUs to the groups.
         let mut h = EchoServerHandler { quiet };
         while !stop.load(Ordering::Relaxed) {
             ctl.poll(now_ns(), &mut h);
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_nanos(CTL_INTERVAL_NS as u64));
         }
     });
 }
@@ -168,6 +333,25 @@ impl Counters {
     }
 }
 
+/// A seed for the client's choice of message sizes that differs on every
+/// run: 8 bytes of `/dev/urandom`, or, failing that, the wall clock's
+/// nanoseconds mixed with the pid. Never 0, the xorshift's fixed point.
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let seed = match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(_) => {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            // splitmix64's finaliser: nearby times and pids give unrelated seeds.
+            let mut z = (t.as_nanos() as u64 ^ (std::process::id() as u64) << 32).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    };
+    seed.max(1)
+}
+
 /// The client's handler and sending logic.
 pub struct EchoClient {
     pub counters: Counters,
@@ -189,7 +373,7 @@ pub struct EchoClient {
 
 impl EchoClient {
     pub fn new(counters: Counters, count: u64, stream: bool) -> Self {
-        let rng = now_ns() as u64 | 1;
+        let rng = random_seed();
         EchoClient {
             counters,
             count,
@@ -309,7 +493,11 @@ pub struct ClientOpts<'a> {
     pub use_shm: bool,
     pub count: u64,
     pub stream: bool,
+    /// The CPU of the thread that busy-polls the messages.
     pub pin: Option<usize>,
+    /// In shm mode: the socket half on a thread of its own, or on a timer in
+    /// the shm thread.
+    pub threads: Threads,
     /// Print a progress line every second.
     pub progress: bool,
     /// Give up after this long.
@@ -332,6 +520,7 @@ impl<'a> ClientOpts<'a> {
             count: 1_000_000,
             stream: false,
             pin: None,
+            threads: Threads::One,
             progress: false,
             deadline: Duration::from_secs(60),
             stop_after: None,
@@ -368,11 +557,13 @@ pub fn run_client<C: Conf<LoginUserData = u8>>(o: &ClientOpts) -> Result<ClientR
             println!("client started, send_num: {} recv_num: {}", echo.counters.sent(), echo.counters.received());
         }
         let begin = Instant::now();
+        let before = echo.disconnects.len();
         run_session(&mut client, &mut echo, o, start);
         elapsed += begin.elapsed();
         client.stop();
         if o.progress {
-            if let Some(reason) = echo.disconnects.last() {
+            // Only this session's: a session that ended by finishing has none.
+            for reason in &echo.disconnects[before..] {
                 println!("disconnected: {reason}");
             }
         }
@@ -411,36 +602,63 @@ fn run_session<C: Conf>(client: &mut TcpShmClient<C>, echo: &mut EchoClient, o: 
         }
         return;
     }
-    let stop = AtomicBool::new(false);
     let (mut tcp, mut shm) = client.split();
-    // The TCP half reports the disconnect; the shm half checks the numbers.
+    // The socket half reports the disconnect; the shm half checks the numbers.
     let mut link_events = Vec::new();
-    std::thread::scope(|s| {
-        let stop = &stop;
-        let link_events = &mut link_events;
-        let pin_cpu = o.pin;
-        s.spawn(move || {
-            pin(pin_cpu.map(|c| c + 1));
-            let mut h = LinkEvents(link_events);
-            while !stop.load(Ordering::Relaxed) && !tcp.is_closed() {
-                tcp.poll(now_ns(), &mut h);
-            }
-            stop.store(true, Ordering::Relaxed);
-        });
+    if o.threads == Threads::One {
         pin(o.pin);
+        let mut h = LinkEvents(&mut link_events);
+        let mut last_tcp = now_ns();
         let mut n = 0u32;
-        while !stop.load(Ordering::Relaxed) && !echo.done() && echo.error.is_none() {
+        while !echo.done() && echo.error.is_none() {
             if let Some(conn) = shm.connection() {
                 echo.send_next(conn);
             }
             shm.poll(echo);
             n = n.wrapping_add(1);
-            if n % 1024 == 0 && !tick(echo) {
-                break;
+            if n % POLLS_PER_TICK == 0 {
+                let now = now_ns();
+                if now - last_tcp >= CTL_INTERVAL_NS {
+                    tcp.poll(now, &mut h);
+                    last_tcp = now;
+                    if tcp.is_closed() {
+                        break;
+                    }
+                }
+                if n % 1024 == 0 && !tick(echo) {
+                    break;
+                }
             }
         }
-        stop.store(true, Ordering::Relaxed);
-    });
+    } else {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let stop = &stop;
+            let link_events = &mut link_events;
+            s.spawn(move || {
+                let mut h = LinkEvents(link_events);
+                while !stop.load(Ordering::Relaxed) && !tcp.is_closed() {
+                    tcp.poll(now_ns(), &mut h);
+                    // Heartbeats and disconnects only: no need to spin.
+                    std::thread::sleep(Duration::from_nanos(CTL_INTERVAL_NS as u64));
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            pin(o.pin);
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && !echo.done() && echo.error.is_none() {
+                if let Some(conn) = shm.connection() {
+                    echo.send_next(conn);
+                }
+                shm.poll(echo);
+                n = n.wrapping_add(1);
+                if n % 1024 == 0 && !tick(echo) {
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
     echo.disconnects.extend(link_events);
 }
 

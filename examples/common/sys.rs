@@ -21,3 +21,13 @@ pub fn pin(cpu: Option<usize>) {
         }
     }
 }
+
+/// The CPUs this process may run on (its affinity mask), in order; empty
+/// if the machine does not say.
+#[allow(dead_code)] // the benches include this file and pin by number
+pub fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect(),
+        Err(_) => Vec::new(),
+    }
+}

@@ -106,7 +106,9 @@ impl<C: ServerConf> ServerCtl<C> {
         &self.name
     }
 
-    /// See [`TcpShmServer::poll_ctl`](super::TcpShmServer::poll_ctl).
+    /// See [`TcpShmServer::poll_ctl`](super::TcpShmServer::poll_ctl),
+    /// which also says how often: every millisecond or so, on a timer, on a
+    /// thread that sleeps between polls or between turns of a group's loop.
     pub fn poll(&mut self, now: i64, handler: &mut impl ServerHandler<C>) {
         self.accept_one(now, handler);
         for i in 0..self.pending.len() {

@@ -157,6 +157,17 @@ impl<C: ServerConf> TcpShmServer<C> {
 
     /// Polls the control part: accepts at most one socket, reads logins,
     /// keeps shm connections' sockets alive and reports disconnects.
+    ///
+    /// How often: every millisecond or so is plenty. Each call makes system
+    /// calls even when there is nothing to do (an `accept` on the listening
+    /// socket, a read per socket awaiting its login and per shm connection),
+    /// several µs on some machines, so a thread that also polls groups
+    /// should call this on a timer rather than on every turn of its loop, or
+    /// every round trip pays for it. Logins and disconnect reports wait for
+    /// it (one socket is accepted per call), and it sends and reads the
+    /// heartbeats of shm connections: call it several times per
+    /// `HEARTBEAT_INTERVAL`, or an idle shm peer may hit its
+    /// `CONNECTION_TIMEOUT`. TCP connections' heartbeats are their group's.
     pub fn poll_ctl(&mut self, now: i64, handler: &mut impl ServerHandler<C>) {
         self.ctl.poll(now, handler)
     }
