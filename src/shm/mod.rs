@@ -9,6 +9,8 @@ pub(crate) mod layout;
 #[cfg(all(test, tcpshm_loom))]
 mod loom_tests;
 mod queue;
+#[cfg(test)]
+mod sim;
 
 pub(crate) use layout::ShmRegion;
 pub use layout::SHM_DIR;
