@@ -230,8 +230,7 @@ impl Sim {
             70..=75 => self.crash(s),
             76..=79 => self.reconnect(s),
             80..=82 => self.restart_producer(s),
-            // The C++ takeover (`cpp_takeover`) joins with the fix of catch_up.
-            83..=86 => self.crash(s),
+            83..=86 => self.cpp_takeover(s),
             87 => self.reset(),
             88 => self.drain(),
             _ => self.push(s, false).map(drop),
@@ -496,7 +495,6 @@ impl Sim {
     /// side `s` then restarts on the same objects. The value is adversarial:
     /// behind, equal, on and off message boundaries of the queue side `s`
     /// consumes, past its end, across the wrap, or the mark already there.
-    #[allow(dead_code)]
     fn cpp_takeover(&mut self, s: usize) -> Res {
         self.crash(s)?;
         let o = 1 - s;
@@ -561,7 +559,7 @@ impl Sim {
                 self.handler_step(s)?;
             }
         }
-        for s in 0..2 {
+        for (s, name) in NAME.iter().enumerate() {
             let count = self.models[1 - s].published.len();
             for _ in 0..count {
                 self.poll(s, 0, true)?;
@@ -570,20 +568,20 @@ impl Sim {
                 }
             }
             if let Some(id) = self.check_front(s)? {
-                return Err(format!("{} still has #{id} after {count} polls", NAME[s]));
+                return Err(format!("{name} still has #{id} after {count} polls"));
             }
         }
         // Empty queues have room (less only what an abandoned rewind took):
         // the largest body the model's rule admits is allocated.
-        for s in 0..2 {
+        for (s, name) in NAME.iter().enumerate() {
             let (n, w) = (self.n, self.sides[s].w);
             let r = self.probe[s].read_idx().load(Acquire);
             let fit = (1..=n).rev().find(|&b| fits(n, w, r, b as usize * BLOCK - HEADER_SIZE));
             let Some(b) = fit.filter(|_| w.wrapping_sub(r) < n) else {
-                return Err(format!("{}'s drained queue has no room (w {w}, r {r})", NAME[s]));
+                return Err(format!("{name}'s drained queue has no room (w {w}, r {r})"));
             };
             if self.alloc_len(s, b as usize * BLOCK - HEADER_SIZE)?.is_none() {
-                return Err(format!("{}'s drained queue refused {b} blocks", NAME[s]));
+                return Err(format!("{name}'s drained queue refused {b} blocks"));
             }
         }
         Ok(())
