@@ -48,6 +48,7 @@ pub(crate) const BLOCK: usize = 64;
 pub(crate) const TRAILER: usize = 256;
 /// Offsets in the trailer of the producer's word, the mark word and read_idx.
 pub(crate) const WRITE_IDX_OFF: usize = 0;
+#[cfg_attr(tcpshm_loom, allow(dead_code))]
 pub(crate) const MARK_OFF: usize = 8;
 pub(crate) const READ_IDX_OFF: usize = 128;
 
