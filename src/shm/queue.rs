@@ -133,7 +133,9 @@ impl ShmSender {
         let need = blocks_for(size);
         let pad = n - (self.write_idx & (n - 1));
         // The common case: the message fits before the end of the ring, in
-        // blocks the consumer had passed when its index was last read.
+        // blocks the consumer had passed when its index was last read. (Each
+        // test here is repeated by `alloc_slow`, so a wrong one costs only
+        // speed: the mutation tests cannot see it, the benches can.)
         if size <= u16::MAX as usize
             && need <= pad
             && not_before(self.read_idx_cache, self.write_idx.wrapping_add(need).wrapping_sub(n))
@@ -161,6 +163,8 @@ impl ShmSender {
         }
         if !not_before(self.read_idx_cache, min_read) {
             let read_idx = self.region.read_idx().load(Acquire);
+            // A consumer index ahead of write_idx is impossible (`>= n`
+            // would do too: a full ring also fails the second test).
             if self.write_idx.wrapping_sub(read_idx) > n || !not_before(read_idx, min_read) {
                 return false;
             }
@@ -177,7 +181,8 @@ impl ShmSender {
         true
     }
 
-    /// Blocks of the allocated message (0 if none).
+    /// Blocks of the allocated message (0 if none). Only loom builds use the
+    /// count (to record the access); elsewhere it is ignored.
     #[inline]
     fn pending_blocks(&self) -> u32 {
         blocks_for(self.pending_size as usize)

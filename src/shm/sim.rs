@@ -258,9 +258,10 @@ impl Sim {
             return Err(format!("{}'s published write_idx is {got}, the model says {}", NAME[s], side.pw));
         }
         match &side.tx {
-            Some(tx) if tx.has_unpublished() != (side.w != side.pw) => {
-                Err(format!("{}'s has_unpublished() is wrong (w {}, published {})", NAME[s], side.w, side.pw))
-            }
+            Some(tx) if tx.has_unpublished() != (side.w != side.pw) || tx.published() != side.pw => Err(format!(
+                "{}'s has_unpublished() or published() is wrong (w {}, published {})",
+                NAME[s], side.w, side.pw
+            )),
             _ => Ok(()),
         }
     }

@@ -309,3 +309,35 @@ fn wrong_sized_object_is_refused() {
     let err = ShmRegion::open(&path, 256).err().expect("a 100-byte object");
     assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
 }
+
+/// The header's u16 size bounds a message: 65535 bytes fit a ring large
+/// enough, 65536 never do (the size would wrap).
+#[test]
+fn alloc_takes_sizes_up_to_u16_max_only() {
+    let mut p = pair(1 << 17); // 2048 blocks, room for either
+    assert!(!p.tx.alloc(u16::MAX as usize - HEADER_SIZE + 1));
+    // Two messages of 750 blocks, consumed: the next one of 1024 blocks
+    // must rewind, which is `alloc_slow`'s case.
+    for _ in 0..2 {
+        assert!(send(&mut p.tx, 1, &vec![7; 750 * BLOCK - HEADER_SIZE]));
+        assert!(p.rx.front().unwrap().is_some());
+        p.rx.pop();
+    }
+    assert!(!p.tx.alloc(u16::MAX as usize - HEADER_SIZE + 1));
+    assert!(p.tx.alloc(u16::MAX as usize - HEADER_SIZE));
+    assert_eq!(p.tx.pending_body().len(), u16::MAX as usize - HEADER_SIZE);
+    p.tx.push(1);
+    assert_eq!(p.rx.front().unwrap().unwrap().body().len(), u16::MAX as usize - HEADER_SIZE);
+}
+
+/// A consumer index ahead of the producer's (a broken consumer) is never
+/// taken as room: the producer refuses to allocate.
+#[test]
+fn alloc_refuses_when_the_consumer_index_is_ahead() {
+    let mut p = pair(256); // 4 blocks
+    for _ in 0..4 {
+        assert!(send(&mut p.tx, 1, &[0; 8]));
+    }
+    p.tx.region.read_idx().store(6, Release);
+    assert!(!p.tx.alloc(8), "read_idx 6 with write_idx 4");
+}
