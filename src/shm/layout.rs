@@ -14,8 +14,22 @@
 //! last published. Storing both in one 64-bit store makes a reply and the
 //! pop of the message it answers one event, even across a crash. A C++
 //! consumer reads only the write_idx half.
+//!
+//! The next 8 bytes of the producer's line (padding in the C++ struct, which
+//! never writes them) hold the *mark word*: [`MARK_MAGIC`] and a copy of the
+//! consumed mark, stored just before each producer word that sets a new mark.
+//! A restarted producer trusts the consumed half only if the mark word
+//! matches it: a C++ producer that ran on the object since left its
+//! read_idx_cache there, an index of another queue that must never be taken
+//! for a mark (see `ShmReceiver::catch_up`).
+//!
+//! The other way round is not solved here: a C++ producer taking over an
+//! object ours wrote reads our consumed half as its read_idx_cache, and if
+//! that value lies ahead of the real read_idx it skips reloading read_idx and
+//! may overwrite messages its consumer has not read. Replace a Rust server by
+//! a C++ one only on drained queues (or after a reset).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 #[cfg(not(tcpshm_loom))]
@@ -32,9 +46,20 @@ pub const SHM_DIR: &str = "/dev/shm";
 pub(crate) const BLOCK: usize = 64;
 /// Bytes after the blocks: the producer's and the consumer's 128-byte lines.
 pub(crate) const TRAILER: usize = 256;
-/// Offsets in the trailer of the producer's word and of read_idx.
+/// Offsets in the trailer of the producer's word, the mark word and read_idx.
 pub(crate) const WRITE_IDX_OFF: usize = 0;
+#[cfg_attr(tcpshm_loom, allow(dead_code))]
+pub(crate) const MARK_OFF: usize = 8;
 pub(crate) const READ_IDX_OFF: usize = 128;
+
+/// The high half of a mark word (`"TSMK"`): this library's producer wrote it.
+pub(crate) const MARK_MAGIC: u32 = u32::from_be_bytes(*b"TSMK");
+
+/// The mark word that vouches for `consumed` as this library's own mark.
+#[inline]
+pub(crate) fn mark_word(consumed: u32) -> u64 {
+    (MARK_MAGIC as u64) << 32 | consumed as u64
+}
 
 /// The producer's 64-bit word as its two native-endian u32 halves, in
 /// memory order: the C++ `write_idx` first, so a C++ consumer finds it.
@@ -47,6 +72,7 @@ pub(crate) struct ProducerWord {
 }
 
 impl ProducerWord {
+    /// The word's 64-bit value: the halves in memory order.
     #[inline]
     pub(crate) fn pack(self) -> u64 {
         let mut b = [0u8; 8];
@@ -55,11 +81,20 @@ impl ProducerWord {
         u64::from_ne_bytes(b)
     }
 
+    /// The halves of a word's 64-bit value.
     #[inline]
     pub(crate) fn unpack(v: u64) -> Self {
         let b = v.to_ne_bytes();
         let half = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         ProducerWord { write_idx: half(0), consumed: half(4) }
+    }
+}
+
+/// The error for an object (or its mapping) of `len` bytes where `want` are needed.
+fn wrong_size(path: &Path, len: u64, want: u64) -> Error {
+    Error::FileCorrupt {
+        path: path.to_owned(),
+        detail: format!("shm object has {len} bytes, this configuration needs {want}"),
     }
 }
 
@@ -85,7 +120,7 @@ pub(crate) struct ShmRegion {
 unsafe impl Send for ShmRegion {}
 
 impl ShmRegion {
-    /// Opens (creating if needed, mode 0666) and maps the object at `path`
+    /// Opens (creating if needed, mode 0600) and maps the object at `path`
     /// for a queue of `queue_size` bytes. A new object is sized; an object of
     /// any other size is from another configuration and is refused.
     pub(crate) fn open(path: &Path, queue_size: usize) -> Result<Self, Error> {
@@ -94,7 +129,10 @@ impl ShmRegion {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o666)
+            // The queue carries the application's messages: its owner only
+            // (the C++ original creates them 0666; a peer of another user
+            // needs the object made for it, or a umask/ACL of the operator's).
+            .mode(0o600)
             .open(path)
             .map_err(|e| Error::file("open shm", path, e))?;
         let want = (queue_size + TRAILER) as u64;
@@ -102,29 +140,46 @@ impl ShmRegion {
         if len == 0 {
             file.set_len(want).map_err(|e| Error::file("ftruncate shm", path, e))?;
         } else if len != want {
-            return Err(Error::FileCorrupt {
-                path: path.to_owned(),
-                detail: format!("shm object has {len} bytes, this configuration needs {want}"),
-            });
+            return Err(wrong_size(path, len, want));
         }
-        let map = MmapRaw::map_raw(&file).map_err(|e| Error::file("mmap shm", path, e))?;
-        Ok(Self::from_map(map, queue_size))
+        Self::map(&file, path, queue_size)
     }
 
+    /// Maps `file` (the object at `path`), checking the length actually
+    /// mapped: another process may have truncated or grown the object since
+    /// its size was checked, and the region must never reach past its mapping.
+    /// (A truncation *after* the mapping would fault on access; no check in
+    /// this process can rule that out.)
+    pub(crate) fn map(file: &File, path: &Path, queue_size: usize) -> Result<Self, Error> {
+        let map = MmapRaw::map_raw(file).map_err(|e| Error::file("mmap shm", path, e))?;
+        let (len, want) = (map.len() as u64, (queue_size + TRAILER) as u64);
+        Self::from_map(map, queue_size).ok_or_else(|| match len == want {
+            true => Error::FileCorrupt {
+                path: path.to_owned(),
+                detail: format!("queue size {queue_size} is not a power-of-two number of {BLOCK}-byte blocks"),
+            },
+            false => wrong_size(path, len, want),
+        })
+    }
+
+    /// The region over `map`, if it is exactly `queue_size + TRAILER` bytes.
     #[cfg(not(tcpshm_loom))]
-    fn from_map(map: MmapRaw, queue_size: usize) -> Self {
-        let (base, trailer, mask) = Self::addresses(&map, queue_size);
-        ShmRegion { map, base, trailer, mask }
+    fn from_map(map: MmapRaw, queue_size: usize) -> Option<Self> {
+        let (base, trailer, mask) = Self::addresses(&map, queue_size)?;
+        Some(ShmRegion { map, base, trailer, mask })
     }
 
     /// The first block, the trailer and the block mask of a mapping of
-    /// `queue_size + TRAILER` bytes.
-    fn addresses(map: &MmapRaw, queue_size: usize) -> (*mut u8, *mut u8, u32) {
-        assert!(queue_size.is_power_of_two() && queue_size >= BLOCK && map.len() == queue_size + TRAILER);
+    /// `queue_size + TRAILER` bytes; `None` for a mapping of another length
+    /// or a queue size that is not a power-of-two number of blocks.
+    fn addresses(map: &MmapRaw, queue_size: usize) -> Option<(*mut u8, *mut u8, u32)> {
+        if !(queue_size.is_power_of_two() && queue_size >= BLOCK && map.len() == queue_size + TRAILER) {
+            return None;
+        }
         let base = map.as_mut_ptr();
         // SAFETY: queue_size < map.len(), so the offset stays inside the mapping.
         let trailer = unsafe { base.add(queue_size) };
-        (base, trailer, (queue_size / BLOCK) as u32 - 1)
+        Some((base, trailer, (queue_size / BLOCK) as u32 - 1))
     }
 
     /// Number of 64-byte blocks (a power of two).
@@ -195,6 +250,14 @@ impl ShmRegion {
         unsafe { &*(self.trailer.add(WRITE_IDX_OFF) as *const AtomicU64) }
     }
 
+    /// The mark word (see the module docs), beside the producer's word.
+    #[cfg(not(tcpshm_loom))]
+    #[inline]
+    pub(crate) fn mark(&self) -> &AtomicU64 {
+        // SAFETY: as in `producer`, 8 bytes further in the same line.
+        unsafe { &*(self.trailer.add(MARK_OFF) as *const AtomicU64) }
+    }
+
     /// The consumer's free-running block index.
     #[cfg(not(tcpshm_loom))]
     #[inline]
@@ -205,11 +268,16 @@ impl ShmRegion {
 
     /// Zeroes the whole object (a reset after the peer's name changed).
     /// Only while neither side is using it: the login handshake guarantees it.
+    /// Ordering: plain writes, published to the peer by that handshake (its
+    /// socket calls order them before the peer's next access); a crash
+    /// halfway leaves a half-zeroed object, which the next login resets again
+    /// (the client stores the new server's name only after its reset).
     pub(crate) fn zero(&mut self) {
         #[cfg(tcpshm_loom)]
         {
             self.model.access(0, self.blocks(), self.blocks(), true);
             self.model.producer.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.model.mark.store(0, std::sync::atomic::Ordering::Relaxed);
             self.model.read_idx.store(0, std::sync::atomic::Ordering::Relaxed);
         }
         // SAFETY: the range is exactly the mapping; `&mut self` means no
@@ -237,6 +305,7 @@ mod loom_model {
 
     pub(crate) struct Model {
         pub(super) producer: AtomicU64,
+        pub(super) mark: AtomicU64,
         pub(super) read_idx: AtomicU32,
         blocks: Box<[UnsafeCell<()>]>,
     }
@@ -261,22 +330,23 @@ mod loom_model {
     }
 
     impl ShmRegion {
-        pub(super) fn from_map(map: MmapRaw, queue_size: usize) -> Self {
-            let (base, trailer, mask) = ShmRegion::addresses(&map, queue_size);
+        pub(super) fn from_map(map: MmapRaw, queue_size: usize) -> Option<Self> {
+            let (base, trailer, mask) = ShmRegion::addresses(&map, queue_size)?;
             let blocks = mask + 1;
             let model = Model {
                 producer: AtomicU64::new(0),
+                mark: AtomicU64::new(0),
                 read_idx: AtomicU32::new(0),
                 blocks: (0..blocks).map(|_| UnsafeCell::new(())).collect(),
             };
-            ShmRegion { map: Arc::new(map), model: Arc::new(model), base, trailer, mask }
+            Some(ShmRegion { map: Arc::new(map), model: Arc::new(model), base, trailer, mask })
         }
 
         /// A zeroed region in anonymous memory, for a model.
         #[cfg(test)]
         pub(crate) fn anonymous(queue_size: usize) -> Self {
             let map = memmap2::MmapMut::map_anon(queue_size + super::TRAILER).expect("anonymous mapping");
-            Self::from_map(map.into(), queue_size)
+            Self::from_map(map.into(), queue_size).expect("a power-of-two queue size")
         }
 
         /// The same region for the other end.
@@ -296,9 +366,51 @@ mod loom_model {
             &self.model.producer
         }
 
+        /// The mark word, in the model.
+        pub(crate) fn mark(&self) -> &AtomicU64 {
+            &self.model.mark
+        }
+
         /// The consumer's index, in the model.
         pub(crate) fn read_idx(&self) -> &AtomicU32 {
             &self.model.read_idx
         }
+    }
+}
+
+#[cfg(all(test, not(tcpshm_loom)))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A new object is readable and writable by its owner only.
+    #[test]
+    fn a_new_object_is_created_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.shm");
+        let _region = ShmRegion::open(&path, 256).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), (256 + TRAILER) as u64);
+    }
+
+    /// The object changed size between `open`'s check and the mapping: the
+    /// mapping's own length is checked, and the error names the file.
+    #[test]
+    fn a_mapping_of_the_wrong_length_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.shm");
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        for len in [0, 100, 256 + TRAILER - 1, 256 + TRAILER + 64] {
+            file.set_len(len as u64).unwrap();
+            let err = ShmRegion::map(&file, &path, 256).err().unwrap_or_else(|| panic!("{len} bytes mapped"));
+            assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        }
+        file.set_len((256 + TRAILER) as u64).unwrap();
+        assert_eq!(ShmRegion::map(&file, &path, 256).unwrap().blocks(), 4);
+        // A queue size that is no power-of-two number of blocks is refused too.
+        file.set_len((192 + TRAILER) as u64).unwrap();
+        let err = ShmRegion::map(&file, &path, 192).err().expect("3 blocks");
+        assert!(err.to_string().contains("power-of-two"), "{err}");
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::layout::{ProducerWord, ShmRegion, BLOCK};
+use super::layout::{mark_word, ProducerWord, ShmRegion, BLOCK};
 use crate::msg::{Msg, MsgHeader, HEADER_SIZE};
 
 /// Blocks taken by a message of `size` bytes (header included).
@@ -79,8 +79,11 @@ pub(crate) struct ShmSender {
     hold: bool,
     /// The write_idx last stored to shared memory.
     published: u32,
-    /// The consumed mark last stored beside it (see [`ProducerWord`]).
+    /// The consumed half last stored beside it (see [`ProducerWord`]).
     consumed: u32,
+    /// Whether `consumed` is a mark of ours: set by `publish_consumed`, or
+    /// found vouched for by the mark word when the end was taken over.
+    mark_ours: bool,
 }
 
 /// The reading end of a queue.
@@ -98,8 +101,13 @@ pub(crate) struct Corrupt;
 
 impl ShmSender {
     /// Takes the producer end of `region`, checking the indices it holds.
+    /// The consumed half counts as our mark only if the mark word vouches
+    /// for it (see [`consumed`](Self::consumed)).
     pub(crate) fn new(region: ShmRegion) -> Result<Self, Corrupt> {
         let ProducerWord { write_idx, consumed } = ProducerWord::unpack(region.producer().load(Acquire));
+        // Loaded after the word: a word with a new mark was stored after its
+        // mark word (see `publish_consumed`), so this sees that mark word or a later one.
+        let mark_ours = region.mark().load(Acquire) == mark_word(consumed);
         let read_idx = region.read_idx().load(Acquire);
         if write_idx.wrapping_sub(read_idx) > region.blocks() {
             return Err(Corrupt);
@@ -112,6 +120,7 @@ impl ShmSender {
             hold: false,
             published: write_idx,
             consumed,
+            mark_ours,
         })
     }
 
@@ -124,7 +133,9 @@ impl ShmSender {
         let need = blocks_for(size);
         let pad = n - (self.write_idx & (n - 1));
         // The common case: the message fits before the end of the ring, in
-        // blocks the consumer had passed when its index was last read.
+        // blocks the consumer had passed when its index was last read. (Each
+        // test here is repeated by `alloc_slow`, so a wrong one costs only
+        // speed: the mutation tests cannot see it, the benches can.)
         if size <= u16::MAX as usize
             && need <= pad
             && not_before(self.read_idx_cache, self.write_idx.wrapping_add(need).wrapping_sub(n))
@@ -152,13 +163,17 @@ impl ShmSender {
         }
         if !not_before(self.read_idx_cache, min_read) {
             let read_idx = self.region.read_idx().load(Acquire);
+            // A consumer index ahead of write_idx is impossible (`>= n`
+            // would do too: a full ring also fails the second test).
             if self.write_idx.wrapping_sub(read_idx) > n || !not_before(read_idx, min_read) {
                 return false;
             }
             self.read_idx_cache = read_idx;
         }
         if rewind {
-            // A zero size tells the consumer to skip to the next lap.
+            // A zero size tells the consumer to skip to the next lap. Not
+            // published here: the Release store of the write_idx past the
+            // message that follows it publishes the marker too.
             self.write_header(MsgHeader::default());
             self.write_idx = self.write_idx.wrapping_add(pad);
         }
@@ -166,7 +181,8 @@ impl ShmSender {
         true
     }
 
-    /// Blocks of the allocated message (0 if none).
+    /// Blocks of the allocated message (0 if none). Only loom builds use the
+    /// count (to record the access); elsewhere it is ignored.
     #[inline]
     fn pending_blocks(&self) -> u32 {
         blocks_for(self.pending_size as usize)
@@ -230,18 +246,31 @@ impl ShmSender {
     #[inline]
     pub(crate) fn publish_consumed(&mut self, consumed: u32) {
         self.consumed = consumed;
+        self.mark_ours = true;
+        // The mark word first: a crash between the two stores leaves a mark
+        // word that does not match the old consumed half, which is then
+        // ignored; that is right, since the old mark's pop was stored before
+        // this message was delivered. Release, though the word's Release
+        // store below already orders it for a reader that acquires the word.
+        self.region.mark().store(mark_word(consumed), Release);
         self.store_producer();
     }
 
-    /// The consumed mark of the last publish (read back after a restart).
-    pub(crate) fn consumed(&self) -> u32 {
-        self.consumed
+    /// The consumed mark of the last `publish_consumed` (read back after a
+    /// restart), for [`ShmReceiver::catch_up`]; `None` if the consumed half
+    /// is not provably ours: a zeroed or reset object, or one where a C++
+    /// producer (which keeps its read_idx_cache there) ran since our last mark.
+    pub(crate) fn consumed(&self) -> Option<u32> {
+        self.mark_ours.then_some(self.consumed)
     }
 
     #[inline]
     fn store_producer(&mut self) {
         self.published = self.write_idx;
         let word = ProducerWord { write_idx: self.write_idx, consumed: self.consumed };
+        // Release: the message bytes and headers (rewind markers included)
+        // written before it are visible to whoever acquires this word, and a
+        // process that dies after this store leaves them complete.
         self.region.producer().store(word.pack(), Release);
     }
 
@@ -272,6 +301,7 @@ impl ShmSender {
         self.pending_size = 0;
         self.published = 0;
         self.consumed = 0;
+        self.mark_ours = false;
     }
 }
 
@@ -336,6 +366,8 @@ impl ShmReceiver {
         }
         self.read_idx = self.read_idx.wrapping_add(self.front_blocks);
         self.front_blocks = 0;
+        // Release: our reads of the message happen before the producer,
+        // acquiring this index, reuses its blocks.
         self.region.read_idx().store(self.read_idx, Release);
     }
 
@@ -345,26 +377,53 @@ impl ShmReceiver {
         self.read_idx.wrapping_add(self.front_blocks)
     }
 
-    /// After a restart: moves the read index to `consumed`, the mark this
-    /// side published with its last replies, when a crash fell between
-    /// publishing them and storing the pop. The mark is followed only if it
-    /// lies ahead within the published messages and on a message boundary;
-    /// anything else (an older mark, a queue reset since, a file another
-    /// producer wrote) leaves the index where it is.
-    pub(crate) fn catch_up(&mut self, consumed: u32) {
+    /// After a restart or a new login: moves the read index past the one
+    /// message that `consumed` says was popped, when a crash fell between
+    /// publishing that message's replies together with the mark
+    /// ([`ShmSender::publish_consumed`], which made the pop durable) and
+    /// storing the pop itself. `consumed` comes from [`ShmSender::consumed`]
+    /// of this side's own queue; `None` (or a plain index, in tests and
+    /// fuzzing) as given.
+    ///
+    /// The rule: follow the mark only if it is exactly the end of the message
+    /// at the stored read index (after a rewind marker, if one is there), and
+    /// that message is published; otherwise leave the index alone. Why no
+    /// message the consumer has not popped can be skipped:
+    ///
+    /// - Our own mark is written only by `publish_consumed(after_front())`
+    ///   in `Connection::poll_shm`, right before `pop` stores the same index,
+    ///   and the next message is read only after that store. So the stored
+    ///   read index is at the mark, or past it (later pops without replies),
+    ///   or exactly one message before it (the crash fell between the two
+    ///   stores, and the message *was* popped). Only the last is followed.
+    /// - A C++ producer keeps its private `read_idx_cache` in the same half
+    ///   of the producer word, and a C++ server replaced by ours on the same
+    ///   objects leaves it there. It is an index of the *other* queue, so it
+    ///   can be any value here: behind, equal, off a boundary, or exactly on
+    ///   the end of the next unpopped message (a streaming server whose
+    ///   queue once filled at block 16380, a client whose next request ends
+    ///   there). Its value cannot tell it apart, so it is never passed here:
+    ///   `ShmSender::consumed` trusts the half only when the mark word (in
+    ///   bytes of the producer's line that C++ never writes) holds our magic
+    ///   and the same value. A C++ value that happens to equal our last mark
+    ///   is that mark, which the first point covers.
+    /// - The index space is free-running u32: a mark of ours left behind by
+    ///   exactly 2^32 blocks (256 GiB popped without a single reply) minus
+    ///   the next message reads as one message ahead. That is the limit of
+    ///   any 32-bit index; nothing smaller can fool the rule.
+    pub(crate) fn catch_up(&mut self, consumed: impl Into<Option<u32>>) {
+        let Some(consumed) = consumed.into() else { return };
         let start = self.read_idx;
-        let ahead = consumed.wrapping_sub(start);
-        if ahead == 0 || ahead > Self::published_idx(&self.region).wrapping_sub(start) {
+        if consumed == start {
             return;
         }
-        while self.read_idx != consumed && consumed.wrapping_sub(self.read_idx) <= ahead {
-            match self.front() {
-                Ok(Some(_)) => self.read_idx = self.after_front(),
-                _ => break,
-            }
-        }
+        // `front` validates the message against the published write_idx
+        // (and steps over a rewind marker in memory only).
+        let one_ahead = matches!(self.front(), Ok(Some(_))) && self.after_front() == consumed;
         self.front_blocks = 0;
-        if self.read_idx == consumed {
+        if one_ahead {
+            self.read_idx = consumed;
+            // Release, as `pop`'s store: this is the pop the crash cut off.
             self.region.read_idx().store(consumed, Release);
         } else {
             self.read_idx = start;
@@ -380,216 +439,4 @@ impl ShmReceiver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Pair {
-        tx: ShmSender,
-        rx: ShmReceiver,
-        _dir: tempfile::TempDir,
-    }
-
-    fn pair(queue_size: usize) -> Pair {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.shm");
-        let tx = ShmSender::new(ShmRegion::open(&path, queue_size).unwrap()).unwrap();
-        let rx = ShmReceiver::new(ShmRegion::open(&path, queue_size).unwrap()).unwrap();
-        Pair { tx, rx, _dir: dir }
-    }
-
-    /// Stores a producer index as a (possibly broken) producer would.
-    fn set_write_idx(region: &ShmRegion, write_idx: u32) {
-        region.producer().store(ProducerWord { write_idx, consumed: 0 }.pack(), Release);
-    }
-
-    fn send(tx: &mut ShmSender, msg_type: u16, body: &[u8]) -> bool {
-        if !tx.alloc(body.len()) {
-            return false;
-        }
-        tx.pending_body().copy_from_slice(body);
-        tx.push(msg_type);
-        true
-    }
-
-    #[test]
-    fn wraps_with_rewind_markers_over_many_laps() {
-        let mut p = pair(1024); // 16 blocks
-        let mut sent = 0u32;
-        let mut recvd = 0u32;
-        while recvd < 1000 {
-            // Sizes from 1 to 4 blocks so messages straddle the end of the ring.
-            let len = 8 + (sent as usize * 37) % 200;
-            let body: Vec<u8> = (0..len).map(|i| (sent as usize + i) as u8).collect();
-            if !send(&mut p.tx, 1 + (sent % 7) as u16, &body) {
-                // Full: drain one.
-                let m = p.rx.front().unwrap().unwrap();
-                let want_len = 8 + (recvd as usize * 37) % 200;
-                assert_eq!(m.body().len(), want_len);
-                assert_eq!(m.msg_type(), 1 + (recvd % 7) as u16);
-                assert!(m.body().iter().enumerate().all(|(i, &b)| b == (recvd as usize + i) as u8));
-                p.rx.pop();
-                recvd += 1;
-                continue;
-            }
-            sent += 1;
-        }
-    }
-
-    #[test]
-    fn full_queue_refuses_then_accepts_after_pop() {
-        let mut p = pair(256); // 4 blocks
-        assert!(send(&mut p.tx, 1, &[1; 100])); // 2 blocks
-        assert!(send(&mut p.tx, 1, &[2; 100])); // 2 blocks
-        assert!(!send(&mut p.tx, 1, &[3; 8]));
-        assert_eq!(p.tx.depth(), 4);
-        assert_eq!(p.rx.front().unwrap().unwrap().body()[0], 1);
-        p.rx.pop();
-        assert!(send(&mut p.tx, 1, &[3; 8]));
-        assert!(!send(&mut p.tx, 1, &[0; 300]), "larger than the queue");
-    }
-
-    #[test]
-    fn pop_without_front_is_a_no_op() {
-        let mut p = pair(256);
-        p.rx.pop();
-        assert!(send(&mut p.tx, 9, b"12345678"));
-        p.rx.pop();
-        assert_eq!(p.rx.front().unwrap().unwrap().msg_type(), 9);
-    }
-
-    #[test]
-    fn producer_word_keeps_write_idx_where_cpp_reads_it() {
-        let w = ProducerWord { write_idx: 0x0102_0304, consumed: 0x0a0b_0c0d };
-        let bytes = w.pack().to_ne_bytes();
-        assert_eq!(bytes[..4], 0x0102_0304u32.to_ne_bytes());
-        assert_eq!(bytes[4..], 0x0a0b_0c0du32.to_ne_bytes());
-        assert_eq!(ProducerWord::unpack(w.pack()), w);
-    }
-
-    /// A crash between publishing replies (with their consumed mark) and
-    /// storing the pop: the reopened receiver catches up to the mark, and
-    /// only to a mark that is ahead, published, and on a message boundary.
-    #[test]
-    fn catch_up_follows_only_a_valid_consumed_mark() {
-        let mut p = pair(1024); // 16 blocks
-        for i in 0..4u8 {
-            assert!(send(&mut p.tx, 1, &[i; 100])); // 2 blocks each
-        }
-        let reopen = |p: &Pair| {
-            let path = p._dir.path().join("q.shm");
-            ShmReceiver::new(ShmRegion::open(&path, 1024).unwrap()).unwrap()
-        };
-        // Published but never popped: a crash after the reply's store.
-        for bad in [0, 1, 3, 9, 4000, u32::MAX] {
-            let mut rx = reopen(&p);
-            rx.catch_up(bad);
-            assert_eq!(rx.read_idx, 0, "mark {bad} must be ignored");
-            assert_eq!(rx.region.read_idx().load(Acquire), 0);
-        }
-        let mut rx = reopen(&p);
-        rx.catch_up(4);
-        assert_eq!((rx.read_idx, rx.region.read_idx().load(Acquire)), (4, 4));
-        assert_eq!(rx.front().unwrap().unwrap().body()[0], 2);
-        // A mark behind the stored index is an old one.
-        rx.catch_up(2);
-        assert_eq!(rx.read_idx, 4);
-    }
-
-    #[test]
-    fn corrupt_indices_and_sizes_are_reported() {
-        let mut p = pair(256);
-        // A write_idx more than a lap ahead.
-        set_write_idx(&p.rx.region, 5);
-        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
-        // A header whose size is below the header.
-        set_write_idx(&p.rx.region, 1);
-        // SAFETY: test writes into its own mapping.
-        unsafe { (p.rx.region.write_ptr(0, 1) as *mut u16).write(3) };
-        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
-        // A size that runs past the published index.
-        // SAFETY: as above.
-        unsafe { (p.rx.region.write_ptr(0, 1) as *mut u16).write(100) };
-        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
-        // A size that runs past the end of the ring.
-        set_write_idx(&p.rx.region, 4);
-        // SAFETY: as above.
-        unsafe { (p.rx.region.write_ptr(0, 1) as *mut u16).write(250) };
-        p.rx.read_idx = 0;
-        assert!(p.rx.front().unwrap().is_some(), "4 blocks fit exactly");
-        p.rx.read_idx = 1;
-        set_write_idx(&p.rx.region, 5);
-        // SAFETY: as above.
-        unsafe { (p.rx.region.write_ptr(1, 1) as *mut u16).write(250) };
-        assert_eq!(p.rx.front().unwrap_err(), Corrupt);
-        // Opening a region whose indices are a lap apart fails.
-        set_write_idx(&p.rx.region, 100);
-        p.rx.region.read_idx().store(0, Release);
-        let path = p._dir.path().join("q.shm");
-        assert!(ShmReceiver::new(ShmRegion::open(&path, 256).unwrap()).is_err());
-        assert!(ShmSender::new(ShmRegion::open(&path, 256).unwrap()).is_err());
-    }
-
-    /// The C++ echo pair's queues after a shm session (tests/data): 16
-    /// messages of types 1..4 carrying the numbers 0..40, all consumed.
-    fn golden(gz: &[u8]) -> Vec<u8> {
-        use std::io::Read;
-        let mut out = vec![];
-        flate2::read::GzDecoder::new(gz).read_to_end(&mut out).unwrap();
-        assert_eq!(out.len(), (1 << 20) + 256);
-        out
-    }
-
-    #[test]
-    fn reads_and_writes_the_cpp_queue_layout() {
-        for gz in [
-            &include_bytes!("../../tests/data/shmq_goldshm_server.shm.gz")[..],
-            &include_bytes!("../../tests/data/shmq_server_goldshm.shm.gz")[..],
-        ] {
-            let mut bytes = golden(gz);
-            let q = 1 << 20;
-            assert_eq!(&bytes[q..q + 4], &16u32.to_ne_bytes(), "write_idx");
-            assert_eq!(&bytes[q + 128..q + 132], &16u32.to_ne_bytes(), "read_idx");
-            // Rewind the consumer so our receiver reads what the C++ producer wrote.
-            bytes[q + 128..q + 132].fill(0);
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("gold.shm");
-            std::fs::write(&path, &bytes).unwrap();
-            let mut rx = ShmReceiver::new(ShmRegion::open(&path, q).unwrap()).unwrap();
-            let mut next = 0u32;
-            let mut msgs = vec![];
-            while let Some(m) = rx.front().unwrap() {
-                let vals: Vec<u32> = m.body().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
-                assert_eq!(vals.len(), m.msg_type() as usize);
-                for v in &vals {
-                    assert_eq!(*v, next);
-                    next += 1;
-                }
-                msgs.push((m.msg_type(), m.body().to_vec()));
-                rx.pop();
-            }
-            assert_eq!((msgs.len(), next), (16, 40));
-            assert_eq!(rx.region.read_idx().load(Acquire), 16);
-
-            // Our producer lays the same messages out in the same blocks.
-            let ours = dir.path().join("ours.shm");
-            let mut tx = ShmSender::new(ShmRegion::open(&ours, q).unwrap()).unwrap();
-            for (t, body) in &msgs {
-                assert!(send(&mut tx, *t, body));
-            }
-            let ours = std::fs::read(&ours).unwrap();
-            for (i, (_, body)) in msgs.iter().enumerate() {
-                let b = i * 64;
-                assert_eq!(&ours[b..b + 8 + body.len()], &bytes[b..b + 8 + body.len()], "block {i}");
-            }
-            assert_eq!(&ours[q..q + 4], &16u32.to_ne_bytes());
-        }
-    }
-
-    #[test]
-    fn wrong_sized_object_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.shm");
-        std::fs::write(&path, [0u8; 100]).unwrap();
-        assert!(ShmRegion::open(&path, 256).is_err());
-    }
-}
+mod tests;
