@@ -298,11 +298,16 @@ impl<C: Conf> TcpShmClient<C> {
             }
         }
         if login.last_server_name != rsp.server_name {
-            // A new server (a new day, say): start from empty queues, and only
-            // then remember its name, so a crash in between resets again.
+            // A new server (a new day, say): start from an empty queue, and
+            // only then remember its name, so a crash in between resets again.
             self.conn.set_remote_name(&rsp.server_name);
             self.shm_rx = self.conn.open(login.use_shm).map_err(sys)?;
-            self.conn.reset(self.shm_rx.as_mut());
+            if !login.use_shm {
+                self.conn.reset(None);
+            }
+            // Shared-memory queues are the server's to empty: it did so
+            // before answering, while we waited, and may have pushed since
+            // (in `on_client_logon`); emptying them again would wipe that.
             self.store_last_server_name(&rsp.server_name).map_err(sys)?;
         }
         let now = handler.on_login_success(&rsp);

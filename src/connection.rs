@@ -258,7 +258,8 @@ impl<C: Conf> Connection<C> {
             };
             let mut rx = ShmReceiver::new(ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&recv))?;
             if !matches!(self.tx, Tx::Shm(_)) {
-                let tx = ShmSender::new(ShmRegion::open(&send, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&send))?;
+                let tx =
+                    ShmSender::new(ShmRegion::open_producer(&send, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&send))?;
                 self.tx = Tx::Shm(tx);
             }
             if let Tx::Shm(tx) = &self.tx {
@@ -276,7 +277,8 @@ impl<C: Conf> Connection<C> {
     }
 
     /// Empties the queues (the peer's name changed). In shm mode `rx` is the
-    /// receiving end, also zeroed.
+    /// receiving end, also zeroed: only the server does this, at a login
+    /// while the client waits for the answer, so no end is in use.
     pub(crate) fn reset(&mut self, rx: Option<&mut ShmReceiver>) {
         match &mut self.tx {
             Tx::Tcp { queue, .. } => queue.reset(),

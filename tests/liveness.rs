@@ -148,6 +148,7 @@ fn corrupt_shm_queue_closes_with_its_reason_on_either_side() {
 
     // The client reads a corrupt server-to-client queue.
     std::fs::remove_file(tcpshm::shm::shm_path(&cli, &srv)).unwrap();
+    drop(client); // one client of a name at a time
     let mut client = TcpShmClient::<TestConf>::new(&cli, cdir.path()).unwrap();
     let mut h = ClientRec::default();
     client.connect(true, server.addr.as_str(), 0, &mut h).unwrap();

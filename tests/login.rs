@@ -106,10 +106,11 @@ fn more_clients_than_slots_are_refused_and_slots_stay_bound() {
     r.unwrap();
     let (b, _, r) = connect("b", dir.path(), &server.addr);
     r.unwrap();
-    let (_c, h, r) = connect("c", dir.path(), &server.addr);
+    let (c, h, r) = connect("c", dir.path(), &server.addr);
     assert!(r.is_err());
     assert_eq!(h.rejected.as_deref(), Some("Max client cnt exceeded"));
-    // "a" leaves: its slot stays bound to "a", so "c" is still refused and "a" comes back.
+    drop(c); // one client of a name at a time
+             // "a" leaves: its slot stays bound to "a", so "c" is still refused and "a" comes back.
     a.connection().close();
     support::poll_until(&mut a, &mut ha, "a's disconnect", |_, h| h.disconnected.is_some());
     server.wait_for("a's disconnect", |e| e.iter().any(|e| matches!(e, Event::Disconnected(n, _) if n == "a")));

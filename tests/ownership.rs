@@ -24,6 +24,7 @@ impl tcpshm::Conf for TwoGroups {
 }
 impl ServerConf for TwoGroups {
     const MAX_TCP_GRPS: usize = 2;
+    const NEW_CONNECTION_TIMEOUT: i64 = TestConf::NEW_CONNECTION_TIMEOUT;
 }
 
 #[test]

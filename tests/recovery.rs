@@ -117,3 +117,30 @@ fn a_new_server_name_discards_the_old_queues() {
         a.events().iter().filter_map(|e| if let Event::Msg(_, t, _) = e { Some(*t) } else { None }).collect();
     assert_eq!(got, vec![7], "only the new message, not the one queued for yesterday");
 }
+
+/// A server may push from `on_client_logon`. At a new day's login the server
+/// empties both queues before it answers; a client that emptied them again
+/// after the answer wiped the greeting (and over shm left a queue that read
+/// as corrupt at the next login).
+#[test]
+fn a_message_pushed_at_logon_survives_a_new_day() {
+    for shm in [false, true] {
+        let (sdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (day1, day2, name) = (unique("dayone"), unique("daytwo"), unique(if shm { "greets" } else { "greett" }));
+        let mut client = TcpShmClient::<TestConf>::new(&name, cdir.path()).unwrap();
+        let mut h = ClientRec::default();
+        for server_name in [&day1, &day2] {
+            let rec = Recorder { greet: true, ..Recorder::default() };
+            let server = ServerThread::start::<TestConf>(server_name, sdir.path(), rec);
+            client.connect(shm, server.addr.as_str(), 0, &mut h).unwrap();
+            poll_until(&mut client, &mut h, "the greeting", |_, h| h.msgs.len() == 1);
+            assert_eq!(h.msgs.remove(0), (support::GREETING, name.as_bytes().to_vec()), "shm: {shm}");
+            client.connection().close();
+            poll_until(&mut client, &mut h, "the close", |c, _| c.connection().is_closed());
+            server.wait_for("the disconnect", |e| e.iter().any(|e| matches!(e, Event::Disconnected(..))));
+        }
+        for (a, b) in [(&day1, &name), (&name, &day1), (&day2, &name), (&name, &day2)] {
+            let _ = std::fs::remove_file(tcpshm::shm::shm_path(a, b));
+        }
+    }
+}

@@ -20,7 +20,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tcpshm::ptcp::inspect::{check_header, name_splits, parse_lastserver, reset_file, QueueFile};
+use tcpshm::ptcp::inspect::{check_header, name_split, parse_lastserver, reset_file, QueueFile};
 use tcpshm::shm::inspect::{object_path, ShmQueue};
 use tcpshm::{Durability, Error};
 
@@ -139,22 +139,11 @@ fn durability_name(byte: u8) -> String {
 }
 
 /// The local and remote names of a queue file, and a note when the file
-/// name alone does not settle them. `lastserver` maps each client of the
-/// directory to the server its `.lastserver` holds.
-fn split_names(stem: &str, name_size: u32, lastserver: &BTreeMap<String, String>) -> (String, String, String) {
-    let splits = name_splits(stem, name_size);
-    let unknown = |note: String| ("?".to_string(), "?".to_string(), note);
-    match splits.as_slice() {
-        [] => unknown("name is not <local>_<remote> of two valid names".into()),
-        [(l, r)] => (l.clone(), r.clone(), String::new()),
-        _ => {
-            let by_lastserver: Vec<_> = splits.iter().filter(|(l, r)| lastserver.get(l) == Some(r)).collect();
-            if let [(l, r)] = by_lastserver.as_slice() {
-                return (l.clone(), r.clone(), format!("names split as {l}.lastserver says"));
-            }
-            let all: Vec<String> = splits.iter().map(|(l, r)| format!("{l} | {r}")).collect();
-            unknown(format!("ambiguous split: {}", all.join(" or ")))
-        }
+/// name does not give them.
+fn split_names(stem: &str, name_size: u32) -> (String, String, String) {
+    match name_split(stem, name_size) {
+        Some((l, r)) => (l, r, String::new()),
+        None => ("?".into(), "?".into(), "name is not <local>_<remote> of two valid names (which hold no _)".into()),
     }
 }
 
@@ -177,12 +166,11 @@ fn list(dir: &Path) -> Result<ExitCode, Fail> {
     let mut problems = vec![];
     // The servers the .lastserver files name, checked against the NAME_SIZE
     // of the client's queue files when the client has one.
-    let mut servers = BTreeMap::new();
     let mut ls_rows = vec![];
     for (client, (path, bytes)) in &lastservers {
         let name_size = queues.iter().find_map(|(stem, (_, q))| {
             let q = q.as_ref().ok()?;
-            name_splits(stem, q.name_size).iter().any(|(l, _)| l == client).then_some(q.name_size)
+            name_split(stem, q.name_size).is_some_and(|(l, _)| &l == client).then_some(q.name_size)
         });
         let parsed = match bytes {
             Ok(b) => parse_lastserver(b, name_size).map_err(|d| format!("{}: {d}", path.display())),
@@ -199,7 +187,6 @@ fn list(dir: &Path) -> Result<ExitCode, Fail> {
                 if !queues.contains_key(&format!("{client}_{server}")) {
                     note.push(format!("no queue file {client}_{server}.ptcp here"));
                 }
-                servers.insert(client.clone(), server.clone());
                 server
             }
         };
@@ -217,7 +204,7 @@ fn list(dir: &Path) -> Result<ExitCode, Fail> {
                 continue;
             }
         };
-        let (local, remote, split_note) = split_names(stem, q.name_size, &servers);
+        let (local, remote, split_note) = split_names(stem, q.name_size);
         let mut note: Vec<String> = [split_note].into_iter().filter(|n| !n.is_empty()).collect();
         if q.ack_repaired() {
             note.push(format!("stored ack {} repaired on open", q.indices.ack_seq));
@@ -345,7 +332,7 @@ fn reset(path: &Path, yes: bool) -> Result<ExitCode, Fail> {
     let q = QueueFile::read(path)?;
     let mut s = format!("{shown}: reset: seq_start {} seq_end {} ack {}\n", q.seq_start(), q.seq_end(), q.ack_seq);
     let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or("");
-    if let [(local, remote)] = name_splits(stem, q.name_size).as_slice() {
+    if let Some((local, remote)) = name_split(stem, q.name_size) {
         let _ = writeln!(s, "Reset the peer's file too: {remote}_{local}.ptcp in {remote}'s ptcp directory.");
     } else {
         s += "Reset the peer's queue file too.\n";

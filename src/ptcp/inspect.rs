@@ -268,16 +268,13 @@ pub fn parse_lastserver(bytes: &[u8], name_size: Option<u32>) -> Result<Option<S
     }
 }
 
-/// The ways the stem of a queue file name, `<local>_<remote>`, splits into
-/// two valid names of `name_size`: one for a file the library named (names
-/// hold no `_`), none for any other file (one of an older version whose
-/// names held `_`, say).
-pub fn name_splits(stem: &str, name_size: u32) -> Vec<(String, String)> {
-    stem.match_indices('_')
-        .map(|(i, _)| (&stem[..i], &stem[i + 1..]))
-        .filter(|(l, r)| valid_name(l, name_size as usize) && valid_name(r, name_size as usize))
-        .map(|(l, r)| (l.to_owned(), r.to_owned()))
-        .collect()
+/// The local and remote names in the stem of a queue file name,
+/// `<local>_<remote>`, if they are two valid names of `name_size`. Names
+/// hold no `_`, so a file the library named splits one way only; any other
+/// file (of an older version whose names held `_`, say) does not split.
+pub fn name_split(stem: &str, name_size: u32) -> Option<(String, String)> {
+    let (l, r) = stem.split_once('_')?;
+    (valid_name(l, name_size as usize) && valid_name(r, name_size as usize)).then(|| (l.to_owned(), r.to_owned()))
 }
 
 #[cfg(test)]
@@ -285,15 +282,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_are_every_valid_one() {
-        let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
-        assert_eq!(name_splits("client_server", 16), s(&[("client", "server")]));
-        assert_eq!(name_splits("a_b_c", 16), s(&[]), "a name holds no `_`");
-        assert_eq!(name_splits("_a_", 16), s(&[]));
-        assert_eq!(name_splits("abc", 16), s(&[]));
-        // "aaaa_b" does not fit a NAME_SIZE of 4 (3 chars and the NUL).
-        assert_eq!(name_splits("aaaa_b_c", 4), s(&[]));
-        assert_eq!(name_splits("aa_b", 4), s(&[("aa", "b")]));
+    fn a_file_name_splits_into_two_valid_names_or_not_at_all() {
+        let s = |l: &str, r: &str| Some((l.to_string(), r.to_string()));
+        assert_eq!(name_split("client_server", 16), s("client", "server"));
+        assert_eq!(name_split("a_b_c", 16), None, "a name holds no `_`");
+        assert_eq!(name_split("_a", 16), None);
+        assert_eq!(name_split("abc", 16), None);
+        // "aaaa" does not fit a NAME_SIZE of 4 (3 chars and the NUL).
+        assert_eq!(name_split("aaaa_b", 4), None);
+        assert_eq!(name_split("aa_b", 4), s("aa", "b"));
     }
 
     #[test]

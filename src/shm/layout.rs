@@ -113,6 +113,8 @@ pub(crate) struct ShmRegion {
     trailer: *mut u8,
     /// `blocks - 1` (blocks is a power of two).
     mask: u32,
+    /// The producer's open object, holding its exclusive lock.
+    owner: Option<File>,
 }
 
 // SAFETY: `base` and `trailer` point into `map`, which the region owns and
@@ -120,10 +122,26 @@ pub(crate) struct ShmRegion {
 unsafe impl Send for ShmRegion {}
 
 impl ShmRegion {
+    /// Opens the object at `path` as [`open`](Self::open) does, as the one
+    /// producer of its queue: an exclusive lock on the object is held for as
+    /// long as the region lives, and another producer (in this process or
+    /// another of ours) gets [`Error::InUse`]. The consumer, the peer, takes
+    /// no lock, so it never stands in the way.
+    pub(crate) fn open_producer(path: &Path, queue_size: usize) -> Result<Self, Error> {
+        let (mut region, file) = Self::open_file(path, queue_size)?;
+        crate::files::lock_exclusive(&file, path)?;
+        region.owner = Some(file);
+        Ok(region)
+    }
+
     /// Opens (creating if needed, mode 0600) and maps the object at `path`
     /// for a queue of `queue_size` bytes. A new object is sized; an object of
     /// any other size is from another configuration and is refused.
     pub(crate) fn open(path: &Path, queue_size: usize) -> Result<Self, Error> {
+        Ok(Self::open_file(path, queue_size)?.0)
+    }
+
+    fn open_file(path: &Path, queue_size: usize) -> Result<(Self, File), Error> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -142,7 +160,7 @@ impl ShmRegion {
         } else if len != want {
             return Err(wrong_size(path, len, want));
         }
-        Self::map(&file, path, queue_size)
+        Ok((Self::map(&file, path, queue_size)?, file))
     }
 
     /// Maps `file` (the object at `path`), checking the length actually
@@ -166,7 +184,7 @@ impl ShmRegion {
     #[cfg(not(tcpshm_loom))]
     fn from_map(map: MmapRaw, queue_size: usize) -> Option<Self> {
         let (base, trailer, mask) = Self::addresses(&map, queue_size)?;
-        Some(ShmRegion { map, base, trailer, mask })
+        Some(ShmRegion { map, base, trailer, mask, owner: None })
     }
 
     /// The first block, the trailer and the block mask of a mapping of
@@ -339,7 +357,7 @@ mod loom_model {
                 read_idx: AtomicU32::new(0),
                 blocks: (0..blocks).map(|_| UnsafeCell::new(())).collect(),
             };
-            Some(ShmRegion { map: Arc::new(map), model: Arc::new(model), base, trailer, mask })
+            Some(ShmRegion { map: Arc::new(map), model: Arc::new(model), base, trailer, mask, owner: None })
         }
 
         /// A zeroed region in anonymous memory, for a model.
@@ -358,6 +376,7 @@ mod loom_model {
                 base: self.base,
                 trailer: self.trailer,
                 mask: self.mask,
+                owner: None,
             }
         }
 

@@ -9,9 +9,6 @@ pub(crate) mod layout;
 #[cfg(all(test, tcpshm_loom))]
 mod loom_tests;
 mod queue;
-// The simulation maps real objects; loom builds model the indices instead.
-#[cfg(all(test, not(tcpshm_loom)))]
-mod sim;
 
 pub(crate) use layout::ShmRegion;
 pub use layout::SHM_DIR;

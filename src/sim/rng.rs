@@ -12,15 +12,12 @@ impl Rng {
 
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
-    /// A number in `0..n` (`n > 0`).
+    /// A number in `0..n` (0 if `n` is 0).
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.next_u64() % n.max(1)
     }
 
     /// A number in `lo..=hi`.
@@ -32,4 +29,12 @@ impl Rng {
     pub(crate) fn chance(&mut self, num: u64, den: u64) -> bool {
         self.below(den) < num
     }
+}
+
+/// splitmix64's finalizer: a well-mixed function of `z`, also used to make
+/// a message's bytes from its number.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

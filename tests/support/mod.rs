@@ -65,6 +65,9 @@ pub fn unique(tag: &str) -> String {
     format!("{tag}{}", std::process::id() % 100_000)
 }
 
+/// The type of the message a greeting server pushes at each logon.
+pub const GREETING: u16 = 99;
+
 /// What a server's handler saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -91,6 +94,8 @@ pub struct Recorder {
     pub skip_msg_events: bool,
     /// The group each login goes to (0 for every login if unset).
     pub group: Arc<std::sync::atomic::AtomicUsize>,
+    /// Push a greeting (type 99, the client's name) in `on_client_logon`.
+    pub greet: bool,
 }
 
 impl Recorder {
@@ -123,6 +128,10 @@ impl<C: ServerConf> ServerHandler<C> for Recorder {
     fn on_client_logon(&mut self, _peer: std::net::SocketAddr, conn: &mut Connection<C>) {
         self.logon_seqs.lock().unwrap().push((conn.remote_name().into(), conn.seqs()));
         self.push(Event::Logon(conn.remote_name().into()));
+        if self.greet {
+            let name = conn.remote_name().to_owned();
+            assert!(conn.send(GREETING, name.as_bytes()), "room for the greeting");
+        }
     }
 
     fn on_client_disconnected(&mut self, conn: &mut Connection<C>, reason: CloseReason, _errno: i32) {

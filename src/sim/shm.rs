@@ -24,40 +24,19 @@
 //! handlers that pop) must empty each queue in one poll per message.
 //!
 //! Replay a seed with its trace: `TCPSHM_SIM_SEED=<seed> cargo test --release
-//! --lib shm::sim -- --nocapture`; run more seeds with `TCPSHM_SIM_SEEDS=<n>`
+//! --lib sim::shm -- --nocapture`; run more seeds with `TCPSHM_SIM_SEEDS=<n>`
 //! (and `TCPSHM_SIM_FIRST=<first>`).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use super::layout::{ProducerWord, ShmRegion, BLOCK};
-use super::queue::{ShmReceiver, ShmSender};
+use super::rng::{mix, Rng};
 use crate::msg::HEADER_SIZE;
+use crate::shm::layout::{ProducerWord, ShmRegion, BLOCK};
+use crate::shm::{ShmReceiver, ShmSender};
 
 const NAME: [&str; 2] = ["A", "B"];
-
-/// splitmix64: small, fast, and the whole state is the seed.
-pub(super) struct Rng(pub(super) u64);
-
-impl Rng {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// The bytes of message `id`: a function of the id, so a body names its message.
 pub(super) fn fill(id: u64, body: &mut [u8]) {
@@ -162,7 +141,7 @@ impl Sim {
     /// Fresh objects in `dir` for `seed`, the indices possibly near the wrap
     /// of the free-running u32, and both sides up.
     pub(super) fn new(dir: &Path, seed: u64, trace: bool) -> Res<Sim> {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let queue_size = BLOCK << (2 + rng.below(4)); // 4 to 32 blocks
         let paths = [dir.join("a_b.shm"), dir.join("b_a.shm")];
         for p in &paths {
@@ -172,7 +151,7 @@ impl Sim {
         let n = probe[0].blocks();
         // Start both queues at a common index, 0 or just before the wrap,
         // each side's mark at the other's read index (all popped).
-        let start = |rng: &mut Rng| if rng.chance(50) { u32::MAX - rng.below(4 * n as u64) as u32 } else { 0 };
+        let start = |rng: &mut Rng| if rng.chance(50, 100) { u32::MAX - rng.below(4 * n as u64) as u32 } else { 0 };
         let starts = [start(&mut rng), start(&mut rng)];
         for s in 0..2 {
             let w = ProducerWord { write_idx: starts[s], consumed: starts[1 - s] };
@@ -218,13 +197,13 @@ impl Sim {
         }
         if self.sides[s].handler.is_some() {
             // A crash between any two steps of the reply protocol.
-            return if self.rng.chance(5) { self.crash(s) } else { self.handler_step(s) };
+            return if self.rng.chance(5, 100) { self.crash(s) } else { self.handler_step(s) };
         }
         match self.rng.below(100) {
             0..=29 => self.push(s, false).map(drop),
             30..=33 => self.abandoned_alloc(s),
             34..=69 => {
-                let (replies, pop) = (self.rng.below(4) as u32, self.rng.chance(85));
+                let (replies, pop) = (self.rng.below(4) as u32, self.rng.chance(85, 100));
                 self.poll(s, replies, pop)
             }
             70..=75 => self.crash(s),
@@ -390,7 +369,7 @@ impl Sim {
         match h.stage {
             Stage::Replies if h.replies > 0 => {
                 h.replies -= 1;
-                if !self.push(s, true)? && self.rng.chance(70) {
+                if !self.push(s, true)? && self.rng.chance(70, 100) {
                     // The reply found the queue full: leave the message
                     // for the next poll, as the alloc-first pattern does.
                     self.sides[s].handler.as_mut().expect("handling").pop = false;
@@ -515,7 +494,7 @@ impl Sim {
             6 => w.wrapping_add(1 + self.rng.below(n as u64) as u32),
             7 => r.wrapping_add(1 + self.rng.below(w.wrapping_sub(r).max(1) as u64) as u32),
             8 => r.wrapping_add(1 << 31),
-            9 => self.rng.next() as u32,
+            9 => self.rng.next_u64() as u32,
             _ => mine.consumed,
         };
         let foreign = ProducerWord { write_idx: mine.write_idx, consumed: v };

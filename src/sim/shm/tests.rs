@@ -18,7 +18,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("tcpshm-sim-")
-        .tempdir_in(super::super::SHM_DIR)
+        .tempdir_in(crate::shm::SHM_DIR)
         .or_else(|_| tempfile::tempdir())
         .expect("scratch directory")
 }
@@ -64,7 +64,7 @@ fn run_seeds(seeds: impl IntoIterator<Item = u64>, trace: bool) -> u64 {
                 }
                 panic!(
                     "shm sim: seed {seed} failed at step {step}: {msg}\n  replay: TCPSHM_SIM_SEED={seed} cargo test \
-                     --release --lib shm::sim -- --nocapture"
+                     --release --lib sim::shm -- --nocapture"
                 );
             }
         }
@@ -104,9 +104,9 @@ fn regression_seeds() {
 /// the pop) is followed exactly when it ends the first unpopped message.
 #[test]
 fn cpp_read_idx_cache_never_skips_a_message() {
-    use super::super::layout::{mark_word, ProducerWord, ShmRegion};
-    use super::super::queue::{ShmReceiver, ShmSender};
     use super::{fill, word};
+    use crate::shm::layout::{mark_word, ProducerWord, ShmRegion};
+    use crate::shm::{ShmReceiver, ShmSender};
     use std::sync::atomic::Ordering::{Acquire, Release};
 
     let dir = scratch();
