@@ -13,10 +13,13 @@
 //! bytes in pieces of any size, resets the connection or makes it silent
 //! (half open, found only by a timeout); the client logs in and resumes (its
 //! login and the server's answer cross the same simulated network); time
-//! jumps; either side crashes between any two steps and restarts.
+//! jumps; either side crashes between any two steps and restarts, the
+//! server sometimes on a new day under a new name (the C++ rule: the
+//! client's next login empties both sides' queues of the old day).
 //!
 //! The reference model is the list of messages each side pushed and how
-//! many of them the peer's handler popped. Every delivery must be the first
+//! many of them the peer's handler popped (a new day's first login drops
+//! what was unpopped from the old day, as the protocol says). Every delivery must be the first
 //! unpopped message, with its type and exact bytes: nothing skipped,
 //! reordered, changed or invented, and a popped message never again, across
 //! crashes and reconnects. Storms of faults alternate with calm spells, in
@@ -63,7 +66,11 @@ impl ServerConf for SimConf {
 }
 
 const CLIENT: &str = "simc";
-const SERVER: &str = "sims";
+
+/// The server's name on `day` (a new day, a new name: the C++ rule).
+fn server_name(day: u32) -> String {
+    format!("sims{day}")
+}
 /// The sides, also the index of the direction a side sends in.
 const C: usize = 0;
 const S: usize = 1;
@@ -84,14 +91,27 @@ fn msg_type(k: usize) -> u16 {
     1 + (k % 1000) as u16
 }
 
+/// A message as the model knows it.
+#[derive(Clone)]
+struct Sent {
+    msg_type: u16,
+    body: Vec<u8>,
+    /// The server's day it was pushed on.
+    day: u32,
+}
+
 /// The reference: what each side pushed, and how many of them the other
 /// side popped.
 #[derive(Default)]
 struct Model {
-    /// `pushed[side]`: (type, body) of every message `side` pushed.
-    pushed: [Vec<(u16, Vec<u8>)>; 2],
+    /// `pushed[side]`: every message `side` pushed that is still promised.
+    pushed: [Vec<Sent>; 2],
     /// `popped[side]`: how many of `pushed[side]` the peer popped.
     popped: [usize; 2],
+    /// Messages each side ever pushed: numbers their bodies, never reused.
+    serial: [usize; 2],
+    /// The server's day: its name is `sims<day>`.
+    day: u32,
     /// The first broken promise.
     violation: Option<String>,
     /// Deliveries checked.
@@ -101,6 +121,25 @@ struct Model {
 impl Model {
     fn fail(&mut self, why: String) {
         self.violation.get_or_insert(why);
+    }
+
+    /// A new message from `side` of `len` bytes: its type and body.
+    fn make(&mut self, side: usize, len: usize) -> Sent {
+        let k = self.serial[side];
+        self.serial[side] += 1;
+        Sent { msg_type: msg_type(k), body: body(side, k, len), day: self.day }
+    }
+
+    /// The client logged in to a server of a name it did not know (a new
+    /// day, or its first login): the protocol discards what is unpopped in
+    /// its queue and in the old days' server queues. What this day's server
+    /// pushed (after a login the client did not finish) stays promised.
+    fn new_day_login(&mut self) {
+        let popped = self.popped[C];
+        self.pushed[C].truncate(popped);
+        let (day, popped) = (self.day, self.popped[S]);
+        let tail = self.pushed[S].split_off(popped);
+        self.pushed[S].extend(tail.into_iter().filter(|m| m.day == day));
     }
 }
 
@@ -123,12 +162,13 @@ impl Hands<'_> {
         let k = self.model.popped[from];
         match self.model.pushed[from].get(k) {
             None => return self.model.fail(format!("side {} got a message {from} never pushed (#{k})", self.side)),
-            Some((t, b)) if *t != msg.msg_type() || b[..] != msg.body()[..] => {
+            Some(m) if m.msg_type != msg.msg_type() || m.body[..] != msg.body()[..] => {
                 let got = (msg.msg_type(), msg.body().len());
                 return self.model.fail(format!(
-                    "side {} expected #{k} (type {t}, {} bytes), got type {} with {} bytes",
+                    "side {} expected #{k} (type {}, {} bytes), got type {} with {} bytes",
                     self.side,
-                    b.len(),
+                    m.msg_type,
+                    m.body.len(),
                     got.0,
                     got.1
                 ));
@@ -143,17 +183,16 @@ impl Hands<'_> {
         if choice < 4 && !self.quiet {
             let (len, more) = (self.rng.range(0, 64), self.rng.chance(1, 4));
             if let Some(mut slot) = conn.alloc(len) {
-                let k = self.model.pushed[self.side].len();
-                let b = body(self.side, k, len);
-                slot.copy_from_slice(&b);
+                let m = self.model.make(self.side, len);
+                slot.copy_from_slice(&m.body);
                 slot.pop_received();
                 if more {
-                    slot.push_more(msg_type(k));
+                    slot.push_more(m.msg_type);
                 } else {
-                    slot.push(msg_type(k));
+                    slot.push(m.msg_type);
                 }
                 self.model.popped[from] += 1;
-                self.model.pushed[self.side].push((msg_type(k), b));
+                self.model.pushed[self.side].push(m);
                 return;
             }
             if !self.calm {
@@ -214,6 +253,7 @@ struct Stats {
     refused: u64,
     crashes: u64,
     net_faults: u64,
+    new_days: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -224,6 +264,7 @@ impl std::ops::AddAssign for Stats {
         self.refused += o.refused;
         self.crashes += o.crashes;
         self.net_faults += o.net_faults;
+        self.new_days += o.new_days;
     }
 }
 
@@ -286,7 +327,7 @@ impl<'d> Sim<'d> {
     }
 
     fn start_server(&mut self) {
-        match TcpShmServer::new(SERVER, self.dir) {
+        match TcpShmServer::new(&server_name(self.model.day), self.dir) {
             Ok(s) => self.server = Some(s),
             Err(e) => self.model.fail(format!("server restart: {e}")),
         }
@@ -301,18 +342,18 @@ impl<'d> Sim<'d> {
             if self.rng.chance(1, 16) { self.rng.range(0, SimConf::TCP_QUEUE_SIZE) } else { self.rng.range(0, 64) };
         let more = self.rng.chance(1, 3);
         let k = self.model.pushed[side].len();
-        let b = body(side, k, len);
+        let m = self.model.make(side, len);
         let mut pushed = false;
         let mut push = |conn: &mut Connection<SimConf>| {
             if pushed {
                 return;
             }
             let Some(mut slot) = conn.alloc(len) else { return };
-            slot.copy_from_slice(&b);
+            slot.copy_from_slice(&m.body);
             if more {
-                slot.push_more(msg_type(k));
+                slot.push_more(m.msg_type);
             } else {
-                slot.push(msg_type(k));
+                slot.push(m.msg_type);
             }
             pushed = true;
         };
@@ -328,7 +369,7 @@ impl<'d> Sim<'d> {
         }
         if pushed {
             self.note(|| format!("{} pushes #{k} ({len} bytes{})", name(side), if more { ", more" } else { "" }));
-            self.model.pushed[side].push((msg_type(k), b));
+            self.model.pushed[side].push(m);
         }
     }
 
@@ -415,11 +456,17 @@ impl<'d> Sim<'d> {
         };
         let mut hands =
             Hands { side: C, model: &mut self.model, rng: &mut self.rng, calm: self.calm, quiet: self.quiet, now };
+        let new_day = rsp.server_name != msg.last_server_name;
         let result = client.finish_login(&msg, Wire::Sim(client_end), rsp, &mut hands);
         let outcome = match result {
             Ok(()) => {
                 self.stats.logins += 1;
-                "logged in".to_string()
+                if new_day {
+                    self.model.new_day_login();
+                    "logged in to a server it did not know".to_string()
+                } else {
+                    "logged in".to_string()
+                }
             }
             Err(ConnectError::Rejected(why)) if why == "Already loggned on" => {
                 self.stats.refused += 1;
@@ -491,7 +538,14 @@ impl<'d> Sim<'d> {
                 self.start_client();
             }
             99 if self.server.is_none() && (calm || self.rng.chance(1, 2)) => {
-                self.note(|| "server restarts".into());
+                if !calm && self.rng.chance(1, 8) {
+                    self.model.day += 1;
+                    self.stats.new_days += 1;
+                    let day = self.model.day;
+                    self.note(|| format!("server restarts on a new day, as {}", server_name(day)));
+                } else {
+                    self.note(|| "server restarts".into());
+                }
                 self.start_server();
             }
             _ => {}
