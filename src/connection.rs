@@ -337,6 +337,9 @@ impl<C: Conf> Connection<C> {
         now: i64,
         mut on_msg: impl FnMut(&mut Connection<C>, Msg<'_>),
     ) {
+        if self.front != Front::Idle {
+            self.after_unwind(Some(rb));
+        }
         if let Tx::Tcp { queue, link: Some(link) } = &mut self.tx {
             link.heartbeat(now, Some(queue));
         }
@@ -368,6 +371,9 @@ impl<C: Conf> Connection<C> {
     /// pops them. A corrupt queue closes the connection.
     #[inline]
     pub(crate) fn poll_shm(&mut self, rx: &mut ShmReceiver, mut on_msg: impl FnMut(&mut Connection<C>, Msg<'_>)) {
+        if self.front != Front::Idle {
+            self.after_unwind(None);
+        }
         loop {
             let popped = match rx.front() {
                 Ok(Some(msg)) => {
@@ -400,6 +406,34 @@ impl<C: Conf> Connection<C> {
             if !popped || self.is_closed() {
                 return;
             }
+        }
+    }
+
+    /// A handler unwound out of [`deliver`](Self::deliver) (a panic the user
+    /// caught) and the connection is polled again: the state in memory is
+    /// made what the files hold, as after a crash at that point. A pop not
+    /// yet durable is forgotten and its message delivered again; a pop made
+    /// durable by a reply pushed after it (TCP) leaves its message consumed;
+    /// replies held in shared memory were never published and are dropped.
+    /// Without this the message in front would come again with its pop
+    /// still counted: an ack one ahead, and a message of the peer's lost.
+    #[cold]
+    #[inline(never)]
+    fn after_unwind(&mut self, rb: Option<&mut RecvBuf<C>>) {
+        let popped = self.front == Front::Popped;
+        self.front = Front::Idle;
+        match &mut self.tx {
+            Tx::Tcp { queue, link } => {
+                let durable = popped && !queue.drop_uncommitted_pops();
+                if let (true, Some(rb)) = (durable, rb) {
+                    let frame_size = rb.pop();
+                    if let Some(link) = link {
+                        link.consumed(frame_size);
+                    }
+                }
+            }
+            Tx::Shm(tx) => tx.discard_unpublished(),
+            Tx::Unopened => {}
         }
     }
 

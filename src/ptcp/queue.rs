@@ -338,6 +338,14 @@ impl<C: Conf> PtcpQueue<C> {
         self.ack_dirty = true;
     }
 
+    /// Forgets the pops counted since the last commit, as a crash would;
+    /// true if there were any.
+    pub(crate) fn drop_uncommitted_pops(&mut self) -> bool {
+        let dirty = std::mem::take(&mut self.ack_dirty);
+        self.ack_seq = self.hdr().ack_seq.load(Relaxed);
+        dirty
+    }
+
     /// Stores the ack of the pops counted since the last commit.
     #[inline]
     pub(crate) fn commit_ack(&mut self) {

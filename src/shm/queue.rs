@@ -233,6 +233,13 @@ impl ShmSender {
         }
     }
 
+    /// Forgets the pushes held since the last publish and ends the hold,
+    /// as a crash would: the consumer never saw them (a handler unwound
+    /// while its replies were held).
+    pub(crate) fn discard_unpublished(&mut self) {
+        (self.write_idx, self.pending_size, self.hold) = (self.published, 0, false);
+    }
+
     /// Whether pushes are waiting for [`publish`](Self::publish).
     #[inline]
     pub(crate) fn has_unpublished(&self) -> bool {
