@@ -144,3 +144,43 @@ fn a_message_pushed_at_logon_survives_a_new_day() {
         }
     }
 }
+
+/// A message the client handled but never acked (it went away at once)
+/// must not come back when the client returns to that server after another
+/// one (S, then T, then S again): S cannot tell a popped message from an
+/// unread one, and a client naming another server may have popped it, so S
+/// empties its queue. Found by review: a rule that kept it delivered it twice.
+#[test]
+fn a_handled_message_whose_ack_was_lost_is_not_delivered_again_after_another_server() {
+    let (sdir, tdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s, t, name) = (unique("srvs"), unique("srvt"), unique("back"));
+    let greeting = Recorder { greet: true, ..Recorder::default() };
+    let s_server = ServerThread::start::<TestConf>(&s, sdir.path(), greeting.clone());
+    {
+        let mut client = TcpShmClient::<TestConf>::new(&name, cdir.path()).unwrap();
+        let mut h = ClientRec::default();
+        client.connect(false, s_server.addr.as_str(), 0, &mut h).unwrap();
+        poll_until(&mut client, &mut h, "S's greeting", |_, h| h.msgs.len() == 1);
+        // Popped; the client goes away before its ack leaves.
+    }
+    s_server.wait_for("the disconnect", |e| e.iter().any(|e| matches!(e, Event::Disconnected(..))));
+    let mut client = TcpShmClient::<TestConf>::new(&name, cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    {
+        let t_server = ServerThread::start::<TestConf>(&t, tdir.path(), greeting.clone());
+        client.connect(false, t_server.addr.as_str(), 0, &mut h).unwrap();
+        poll_until(&mut client, &mut h, "T's greeting", |_, h| h.msgs.len() == 1);
+        client.connection().close();
+        poll_until(&mut client, &mut h, "the close", |c, _| c.connection().is_closed());
+    }
+    client.connect(false, s_server.addr.as_str(), 0, &mut h).unwrap();
+    assert_eq!(h.login_rsp, Some((0, 0, 0)), "S emptied its queue: (ack, seq_start, seq_end)");
+    poll_until(&mut client, &mut h, "S's new greeting", |_, h| h.msgs.len() == 2);
+    // A marker pushed by the client and seen by S comes after any resend.
+    assert!(client.connection().send(5, b"end"));
+    s_server.wait_for("the marker", |e| e.iter().any(|e| matches!(e, Event::Msg(_, 5, _))));
+    for _ in 0..1000 {
+        client.poll_tcp(support::now_ns(), &mut h);
+    }
+    assert_eq!(h.msgs.len(), 2, "S's old greeting, handled, came again: {:?}", h.msgs);
+}

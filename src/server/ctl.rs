@@ -221,6 +221,11 @@ impl<C: ServerConf> ServerCtl<C> {
         let mut moved = None;
         let elsewhere = self.binding(&login.client_name).filter(|&(shm, g, _)| (shm, g) != (login.use_shm, grp));
         if let Some((shm, g, i)) = elsewhere {
+            let target = if login.use_shm { &self.shm[grp] } else { &self.tcp[grp] };
+            if !target.names.iter().any(Option::is_none) {
+                // No room where it goes: it stays bound where it is.
+                return reject(&mut wire, rsp, ERR_MAX_CLIENTS);
+            }
             let old = if shm { &mut self.shm[g] } else { &mut self.tcp[g] };
             report_slot(old, i, handler);
             // SAFETY: this control part is the only control side of the slot
@@ -372,12 +377,16 @@ fn login_slot<C: ServerConf>(
         (login.ack_seq, login.client_seq_start, login.client_seq_end);
     if login.last_server_name != server_name {
         // The client last saw another server (or none): it starts afresh, and
-        // so do we, unless our queue is where a first login left it (nothing
-        // acked, nothing received). Then it holds only what we pushed since
-        // a login the client did not finish (it stores our name before it
-        // reads a message), which it still needs: emptying it lost them.
+        // so do we, unless it never logged in anywhere and our queue is
+        // where a first login left it (nothing acked, nothing received).
+        // Then the client has read nothing of ours (it stores our name
+        // before it reads a message), and the queue holds only what we
+        // pushed since a login it did not finish, which it still needs.
+        // A client that names another server may have read and popped ours
+        // before it moved on, its ack lost: only emptying is safe then.
+        let first_login = login.last_server_name.is_empty();
         let untouched = conn.seqs().is_some_and(|(ack, start, _)| ack == 0 && start == 0);
-        if !untouched {
+        if !(first_login && untouched) {
             conn.reset(shm_rx.as_mut());
         }
         (remote_ack, remote_start, remote_end) = (0, 0, 0);

@@ -14,8 +14,8 @@
 //! (half open, found only by a timeout); the client logs in and resumes (its
 //! login and the server's answer cross the same simulated network); time
 //! jumps; either side crashes between any two steps and restarts, the
-//! server sometimes on a new day under a new name (the C++ rule: the
-//! client's next login empties both sides' queues of the old day).
+//! server sometimes under another day's name, a new one or an earlier one
+//! (the C++ rule: the client's next login empties both sides' queues).
 //!
 //! The reference model is the list of messages each side pushed and how
 //! many of them the peer's handler popped (a new day's first login drops
@@ -112,6 +112,8 @@ struct Model {
     serial: [usize; 2],
     /// The server's day: its name is `sims<day>`.
     day: u32,
+    /// The latest day so far.
+    days: u32,
     /// The first broken promise.
     violation: Option<String>,
     /// Deliveries checked.
@@ -130,16 +132,23 @@ impl Model {
         Sent { msg_type: msg_type(k), body: body(side, k, len), day: self.day }
     }
 
-    /// The client logged in to a server of a name it did not know (a new
-    /// day, or its first login): the protocol discards what is unpopped in
-    /// its queue and in the old days' server queues. What this day's server
-    /// pushed (after a login the client did not finish) stays promised.
-    fn new_day_login(&mut self) {
-        let popped = self.popped[C];
-        self.pushed[C].truncate(popped);
+    /// The server took a login from a client that last knew another server
+    /// (a new day) or none: the protocol discards what is unpopped in the
+    /// server's queue, except at the client's first login ever, where what
+    /// this server name pushed (after logins the client did not finish)
+    /// stays promised. A client that knew another server may have popped it
+    /// already. What the server pushes from now on is promised.
+    fn server_new_day(&mut self, first_ever: bool) {
         let (day, popped) = (self.day, self.popped[S]);
         let tail = self.pushed[S].split_off(popped);
-        self.pushed[S].extend(tail.into_iter().filter(|m| m.day == day));
+        self.pushed[S].extend(tail.into_iter().filter(|m| first_ever && m.day == day));
+    }
+
+    /// The client finished a login to a server it did not know last: it
+    /// discards what is unpopped in its own queue.
+    fn client_new_day(&mut self) {
+        let popped = self.popped[C];
+        self.pushed[C].truncate(popped);
     }
 }
 
@@ -437,12 +446,18 @@ impl<'d> Sim<'d> {
                 return;
             }
             let end = login.server_end.take().map(Wire::Sim);
+            let live_before = live(server);
             let mut hands =
                 Hands { side: S, model: &mut self.model, rng: &mut self.rng, calm: self.calm, quiet: self.quiet, now };
             if let Some(wire) = end {
                 server.ctl_mut().serve_login(now, &frame, peer(), wire, &mut hands);
             }
-            return self.note(|| "server answers the login".into());
+            let accepted = !live_before && live(server);
+            if accepted && login.msg.last_server_name != server_name(self.model.day) {
+                let first_ever = login.msg.last_server_name.is_empty();
+                self.model.server_new_day(first_ever);
+            }
+            return self.note(|| format!("server {} the login", if accepted { "takes" } else { "refuses" }));
         }
         let mut frame = vec![0; LoginLayout::<SimConf>::RSP_FRAME];
         if !login.net.read_exact(0, &mut frame) {
@@ -462,7 +477,7 @@ impl<'d> Sim<'d> {
             Ok(()) => {
                 self.stats.logins += 1;
                 if new_day {
-                    self.model.new_day_login();
+                    self.model.client_new_day();
                     "logged in to a server it did not know".to_string()
                 } else {
                     "logged in".to_string()
@@ -539,10 +554,12 @@ impl<'d> Sim<'d> {
             }
             99 if self.server.is_none() && (calm || self.rng.chance(1, 2)) => {
                 if !calm && self.rng.chance(1, 8) {
-                    self.model.day += 1;
+                    // A new name, or one of the earlier days' again.
+                    let day = self.rng.below(self.model.days as u64 + 2) as u32;
+                    self.model.days = self.model.days.max(day);
+                    self.model.day = day;
                     self.stats.new_days += 1;
-                    let day = self.model.day;
-                    self.note(|| format!("server restarts on a new day, as {}", server_name(day)));
+                    self.note(|| format!("server restarts on another day, as {}", server_name(day)));
                 } else {
                     self.note(|| "server restarts".into());
                 }
@@ -582,6 +599,13 @@ impl<'d> Sim<'d> {
             }
         }
     }
+}
+
+/// Whether the server has a live connection (the client's: there is one slot).
+fn live(server: &mut TcpShmServer<SimConf>) -> bool {
+    let mut live = false;
+    server.tcp_group(0).for_each_connection(|_| live = true);
+    live
 }
 
 fn name(side: usize) -> &'static str {
