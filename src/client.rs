@@ -303,7 +303,7 @@ impl<C: Conf> TcpShmClient<C> {
             self.conn.set_remote_name(&rsp.server_name);
             self.shm_rx = self.conn.open(login.use_shm).map_err(sys)?;
             if !login.use_shm {
-                self.conn.reset(None);
+                self.conn.reset_tcp();
             }
             // Shared-memory queues are the server's to empty: it did so
             // before answering, while we waited, and may have pushed since

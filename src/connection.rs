@@ -276,19 +276,30 @@ impl<C: Conf> Connection<C> {
         }
     }
 
-    /// Empties the queues (the peer's name changed). In shm mode `rx` is the
-    /// receiving end, also zeroed: only the server does this, at a login
-    /// while the client waits for the answer, so no end is in use.
-    pub(crate) fn reset(&mut self, rx: Option<&mut ShmReceiver>) {
-        match &mut self.tx {
-            Tx::Tcp { queue, .. } => queue.reset(),
-            Tx::Shm(tx) => {
-                tx.reset();
-                if let Some(rx) = rx {
-                    rx.reset();
-                }
-            }
-            Tx::Unopened => {}
+    /// Opens the shared-memory queues emptied (the server, at a new day's
+    /// login, while the client waits for the answer, so no end is in use):
+    /// both objects are zeroed before they are read, so a reset a crash cut
+    /// short, whose indices no queue can have, is finished by the next one
+    /// instead of refusing every login. Returns the receiving end.
+    pub(crate) fn open_shm_emptied(&mut self) -> Result<ShmReceiver, Error> {
+        let send = shm_path(&self.local_name, &self.remote_name);
+        let recv = shm_path(&self.remote_name, &self.local_name);
+        self.tx = Tx::Unopened; // lets go of the producer end's lock
+        let mut send_region = ShmRegion::open_producer(&send, C::SHM_QUEUE_SIZE)?;
+        let mut recv_region = ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?;
+        send_region.zero();
+        recv_region.zero();
+        let zeroed = |path: &Path| Error::FileCorrupt { path: path.to_owned(), detail: "not empty once zeroed".into() };
+        let tx = ShmSender::new(send_region).map_err(|_| zeroed(&send))?;
+        let rx = ShmReceiver::new(recv_region).map_err(|_| zeroed(&recv))?;
+        self.tx = Tx::Shm(tx);
+        Ok(rx)
+    }
+
+    /// Empties the persistent queue (the peer's name changed).
+    pub(crate) fn reset_tcp(&mut self) {
+        if let Tx::Tcp { queue, .. } = &mut self.tx {
+            queue.reset();
         }
     }
 

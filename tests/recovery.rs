@@ -184,3 +184,38 @@ fn a_handled_message_whose_ack_was_lost_is_not_delivered_again_after_another_ser
     }
     assert_eq!(h.msgs.len(), 2, "S's old greeting, handled, came again: {:?}", h.msgs);
 }
+
+/// A new day's reset of the shared-memory queues that a crash cut short
+/// leaves indices no queue can have (the write index zeroed, the read index
+/// not). The client has not stored the server's name then, so its next login
+/// is a new day again, and the server zeroes the objects before it reads
+/// them: the login succeeds where it used to be refused for good.
+#[test]
+fn a_shm_reset_cut_short_is_finished_by_the_next_login() {
+    use std::os::unix::fs::FileExt;
+    let (sdir, tdir, cdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s, t, name) = (unique("tornsrvs"), unique("tornsrvt"), unique("torn"));
+    let mut client = TcpShmClient::<TestConf>::new(&name, cdir.path()).unwrap();
+    let mut h = ClientRec::default();
+    let s_server = echo_server(&s, sdir.path());
+    for server in [&s_server, &echo_server(&t, tdir.path())] {
+        client.connect(true, server.addr.as_str(), 0, &mut h).unwrap();
+        h.msgs.clear();
+        for i in 0..3u64 {
+            assert!(client.connection().send(7, &i));
+        }
+        poll_until(&mut client, &mut h, "the echoes", |_, h| h.msgs.len() == 3);
+        client.connection().close();
+        poll_until(&mut client, &mut h, "the close", |c, _| c.connection().is_closed());
+        server.wait_for("the disconnect", |e| e.iter().any(|e| matches!(e, Event::Disconnected(..))));
+    }
+    // S's reset at the client's login (it last knew T) zeroed the write
+    // index of the client's queue, then the server died.
+    let object = std::fs::OpenOptions::new().write(true).open(tcpshm::shm::shm_path(&name, &s)).unwrap();
+    object.write_at(&0u64.to_ne_bytes(), <TestConf as tcpshm::Conf>::SHM_QUEUE_SIZE as u64).unwrap();
+    client.connect(true, s_server.addr.as_str(), 0, &mut h).unwrap();
+    assert_eq!(client.last_server_name().unwrap(), Some(s.clone()));
+    for (a, b) in [(&name, &s), (&s, &name), (&name, &t), (&t, &name)] {
+        let _ = std::fs::remove_file(tcpshm::shm::shm_path(a, b));
+    }
+}

@@ -365,7 +365,9 @@ fn login_slot<C: ServerConf>(
 ) -> Option<Option<Link<C>>> {
     let mut wire = wire?;
     let conn = &mut slot.conn;
-    let mut shm_rx = match conn.open(login.use_shm) {
+    let new_day = login.last_server_name != server_name;
+    let opened = if login.use_shm && new_day { conn.open_shm_emptied().map(Some) } else { conn.open(login.use_shm) };
+    let shm_rx = match opened {
         Ok(rx) => rx,
         Err(e) => {
             handler.on_client_file_error(conn, &e);
@@ -375,9 +377,10 @@ fn login_slot<C: ServerConf>(
     };
     let (mut remote_ack, mut remote_start, mut remote_end) =
         (login.ack_seq, login.client_seq_start, login.client_seq_end);
-    if login.last_server_name != server_name {
+    if new_day {
         // The client last saw another server (or none): it starts afresh, and
-        // so do we, unless it never logged in anywhere and our queue is
+        // so do we (the shared-memory queues were emptied as they opened),
+        // unless it never logged in anywhere and our queue is
         // where a first login left it (nothing acked, nothing received).
         // Then the client has read nothing of ours (it stores our name
         // before it reads a message), and the queue holds only what we
@@ -387,7 +390,7 @@ fn login_slot<C: ServerConf>(
         let first_login = login.last_server_name.is_empty();
         let untouched = conn.seqs().is_some_and(|(ack, start, _)| ack == 0 && start == 0);
         if !(first_login && untouched) {
-            conn.reset(shm_rx.as_mut());
+            conn.reset_tcp();
         }
         (remote_ack, remote_start, remote_end) = (0, 0, 0);
     }

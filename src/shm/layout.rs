@@ -287,9 +287,11 @@ impl ShmRegion {
     /// Zeroes the whole object (a reset after the peer's name changed).
     /// Only while neither side is using it: the login handshake guarantees it.
     /// Ordering: plain writes, published to the peer by that handshake (its
-    /// socket calls order them before the peer's next access); a crash
-    /// halfway leaves a half-zeroed object, which the next login resets again
-    /// (the client stores the new server's name only after its reset).
+    /// socket calls order them before the peer's next access). A crash
+    /// halfway leaves indices no queue can have; the client has not stored
+    /// the new server's name then, so its next login is a new day again, and
+    /// the server zeroes the objects before it reads them
+    /// (`Connection::open_shm_emptied`).
     pub(crate) fn zero(&mut self) {
         #[cfg(tcpshm_loom)]
         {

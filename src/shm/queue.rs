@@ -299,17 +299,6 @@ impl ShmSender {
     pub(crate) fn depth(&self) -> u32 {
         self.write_idx.wrapping_sub(self.region.read_idx().load(Acquire))
     }
-
-    /// Zeroes the object and starts over.
-    pub(crate) fn reset(&mut self) {
-        self.region.zero();
-        self.write_idx = 0;
-        self.read_idx_cache = 0;
-        self.pending_size = 0;
-        self.published = 0;
-        self.consumed = 0;
-        self.mark_ours = false;
-    }
 }
 
 impl ShmReceiver {
@@ -435,13 +424,6 @@ impl ShmReceiver {
         } else {
             self.read_idx = start;
         }
-    }
-
-    /// Zeroes the object and starts over.
-    pub(crate) fn reset(&mut self) {
-        self.region.zero();
-        self.read_idx = 0;
-        self.front_blocks = 0;
     }
 }
 

@@ -503,26 +503,25 @@ impl Sim {
         Ok(())
     }
 
-    /// The new-day reset, done by every live side while none is handling
-    /// a message (the login handshake makes them quiescent).
+    /// The new-day reset, as a server's login does it while neither side is
+    /// handling a message (the login handshake makes them quiescent): both
+    /// sides' ends are let go, the server zeroes both objects before it
+    /// reads them (`Connection::open_shm_emptied`), and both sides open
+    /// their ends anew.
     fn reset(&mut self) -> Res {
         if self.sides.iter().any(|x| x.handler.is_some()) || self.sides.iter().all(|x| x.tx.is_none()) {
             return Ok(());
         }
         for side in &mut self.sides {
-            if let (Some(tx), Some(rx)) = (&mut side.tx, &mut side.rx) {
-                tx.reset();
-                rx.reset();
-            }
-            (side.w, side.pw) = (0, 0);
+            (side.tx, side.rx) = (None, None);
+        }
+        for path in &self.paths {
+            open(path, self.queue_size)?.zero();
         }
         self.models = [Model::default(), Model::default()];
         self.log(|| "reset".into());
         for s in 0..2 {
-            if self.sides[s].tx.is_some() {
-                self.check_published(s)?;
-                self.check_front(s)?;
-            }
+            self.restart(s)?;
         }
         Ok(())
     }
