@@ -410,10 +410,12 @@ impl<C: Conf> TcpShmClient<C> {
 }
 
 /// Reads the `.lastserver` file: NAME_SIZE bytes, or nothing if it does
-/// not exist yet.
+/// not exist yet (or is empty).
 fn read_lastserver<C: Conf>(path: &Path) -> Result<Vec<u8>, Error> {
     match std::fs::read(path) {
         Ok(bytes) if bytes.len() == C::NAME_SIZE => Ok(bytes),
+        // Empty: made by an older version that crashed before sizing it.
+        Ok(bytes) if bytes.is_empty() => Ok(bytes),
         Ok(bytes) => Err(Error::FileCorrupt {
             path: path.to_owned(),
             detail: format!("has {} bytes, NAME_SIZE is {}", bytes.len(), C::NAME_SIZE),

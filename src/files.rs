@@ -40,7 +40,8 @@ pub(crate) fn private_options() -> OpenOptions {
 }
 
 /// Replaces the contents of `path` with `bytes` at once: written to a
-/// temporary file beside it, synced, and renamed over it.
+/// temporary file beside it, synced, renamed over it, and the directory
+/// synced so the rename itself survives a power loss.
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".tmp");
@@ -48,5 +49,9 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(PRIVATE).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
 }

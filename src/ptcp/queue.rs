@@ -204,7 +204,11 @@ impl<C: Conf> PtcpQueue<C> {
         header[12..16].copy_from_slice(&(C::TCP_QUEUE_SIZE as u32).to_ne_bytes());
         header[16..20].copy_from_slice(&(C::NAME_SIZE as u32).to_ne_bytes());
         header[20] = C::TO_LITTLE_ENDIAN as u8;
-        let tmp = path.with_extension(format!("ptcp.{}.tmp", std::process::id()));
+        // A name of this call's own, so creators in other threads or
+        // processes never write into one temporary file.
+        static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CREATED.fetch_add(1, Relaxed);
+        let tmp = path.with_extension(format!("ptcp.{}.{n}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = files::private_options().truncate(true).open(&tmp)?;

@@ -173,13 +173,15 @@ impl Hands<'_> {
             None => return self.model.fail(format!("side {} got a message {from} never pushed (#{k})", self.side)),
             Some(m) if m.msg_type != msg.msg_type() || m.body[..] != msg.body()[..] => {
                 let got = (msg.msg_type(), msg.body().len());
+                let same_size = got == (m.msg_type, m.body.len());
                 return self.model.fail(format!(
-                    "side {} expected #{k} (type {}, {} bytes), got type {} with {} bytes",
+                    "side {} expected #{k} (type {}, {} bytes), got type {} with {} bytes{}",
                     self.side,
                     m.msg_type,
                     m.body.len(),
                     got.0,
-                    got.1
+                    got.1,
+                    if same_size { " that differ" } else { "" }
                 ));
             }
             Some(_) => {}
