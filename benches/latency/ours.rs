@@ -371,7 +371,7 @@ impl Streamer {
                     break;
                 }
                 self.polls = self.polls.wrapping_add(1);
-                let tick = self.polls % POLLS_PER_TICK == 0;
+                let tick = self.polls.is_multiple_of(POLLS_PER_TICK);
                 if tick {
                     c.now = now_ns();
                 }

@@ -596,7 +596,7 @@ fn run_session<C: Conf>(client: &mut TcpShmClient<C>, echo: &mut EchoClient, o: 
             echo.send_next(client.connection());
             client.poll_tcp(now_ns(), echo);
             n = n.wrapping_add(1);
-            if n % 1024 == 0 && !tick(echo) {
+            if n.is_multiple_of(1024) && !tick(echo) {
                 break;
             }
         }
@@ -616,7 +616,7 @@ fn run_session<C: Conf>(client: &mut TcpShmClient<C>, echo: &mut EchoClient, o: 
             }
             shm.poll(echo);
             n = n.wrapping_add(1);
-            if n % POLLS_PER_TICK == 0 {
+            if n.is_multiple_of(POLLS_PER_TICK) {
                 let now = now_ns();
                 if now - last_tcp >= CTL_INTERVAL_NS {
                     tcp.poll(now, &mut h);
@@ -625,7 +625,7 @@ fn run_session<C: Conf>(client: &mut TcpShmClient<C>, echo: &mut EchoClient, o: 
                         break;
                     }
                 }
-                if n % 1024 == 0 && !tick(echo) {
+                if n.is_multiple_of(1024) && !tick(echo) {
                     break;
                 }
             }
@@ -652,7 +652,7 @@ fn run_session<C: Conf>(client: &mut TcpShmClient<C>, echo: &mut EchoClient, o: 
                 }
                 shm.poll(echo);
                 n = n.wrapping_add(1);
-                if n % 1024 == 0 && !tick(echo) {
+                if n.is_multiple_of(1024) && !tick(echo) {
                     break;
                 }
             }

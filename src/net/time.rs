@@ -23,7 +23,7 @@ pub(crate) type Millis = u64;
 /// saturating (a `Duration` beyond 584 million years never fires).
 pub(crate) fn millis_ceil(d: Duration) -> Millis {
     let ms = d.as_millis();
-    let ms = if d.subsec_nanos() % 1_000_000 != 0 { ms + 1 } else { ms };
+    let ms = if !d.subsec_nanos().is_multiple_of(1_000_000) { ms + 1 } else { ms };
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 

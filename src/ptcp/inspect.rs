@@ -98,7 +98,7 @@ impl Head {
             return Err(format!("queue file version {version} (this library reads {PTCP_VERSION})"));
         }
         let queue_size = ne_u32(head, OFF_QUEUE_SIZE);
-        if queue_size == 0 || queue_size % BLK as u32 != 0 || queue_size > MAX_QUEUE_SIZE {
+        if queue_size == 0 || !queue_size.is_multiple_of(BLK as u32) || queue_size > MAX_QUEUE_SIZE {
             return Err(format!("impossible queue size {queue_size} in the header"));
         }
         let name_size = ne_u32(head, OFF_NAME_SIZE);

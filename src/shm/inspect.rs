@@ -68,7 +68,11 @@ impl ShmQueue {
         let len = bytes.len();
         let queue_size = len.saturating_sub(TRAILER);
         let blocks = queue_size / BLOCK;
-        if queue_size == 0 || queue_size % BLOCK != 0 || !blocks.is_power_of_two() || queue_size > MAX_QUEUE_SIZE {
+        if queue_size == 0
+            || !queue_size.is_multiple_of(BLOCK)
+            || !blocks.is_power_of_two()
+            || queue_size > MAX_QUEUE_SIZE
+        {
             return Err(format!(
                 "has {len} bytes, not {TRAILER} more than a queue size of a power-of-two number of {BLOCK}-byte blocks"
             ));
