@@ -109,6 +109,7 @@ impl<C: Conf> Link<C> {
 
     /// Bytes of consumed peer frames after which [`ack_if_due`](Self::ack_if_due)
     /// sends an ack: an eighth of a queue of our size.
+    // `>` or `>=` alike: when the two are equal both branches are HEADER_SIZE.
     const ACK_AFTER: usize = if C::TCP_QUEUE_SIZE / 8 > HEADER_SIZE { C::TCP_QUEUE_SIZE / 8 } else { HEADER_SIZE };
 
     /// Counts a consumed (popped) peer frame of `frame_size` bytes toward the next ack.
@@ -367,3 +368,6 @@ impl<C: Conf> RecvBuf<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
