@@ -429,3 +429,66 @@ fn a_file_of_another_name_size_or_byte_order_is_refused() {
     refused::<Small, BigEndian>(dir.path(), "c");
     refused::<BigEndian, Small>(dir.path(), "d");
 }
+
+/// An empty queue takes a message as large as the ring wherever its
+/// indices stood, and nothing larger.
+#[test]
+fn an_empty_queue_takes_a_message_as_large_as_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x");
+    let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+    assert!(push(&mut q, 1, b"first"));
+    drain(&mut q);
+    q.ack(1).unwrap();
+    assert!(!q.alloc(256 - HEADER_SIZE + 1));
+    assert!(push(&mut q, 2, &[2; 256 - HEADER_SIZE]));
+    assert_eq!(frames(&drain(&mut q)), vec![(2, 0, vec![2; 248])]);
+    drop(q);
+    let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+    assert_eq!(q.seqs(), (0, 1, 2));
+    q.login_ack(1).unwrap();
+    assert_eq!(frames(&drain(&mut q)), vec![(2, 0, vec![2; 248])]);
+}
+
+/// A message's size, header included, is a u16: a body of
+/// `u16::MAX - HEADER_SIZE` bytes fits a large queue, one more byte never.
+#[test]
+fn a_message_is_at_most_u16_max_bytes() {
+    struct Large;
+    impl Conf for Large {
+        const TCP_QUEUE_SIZE: usize = 1 << 17;
+        type LoginUserData = u8;
+        type LoginRspUserData = u8;
+        type ConnectionUserData = ();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut q = PtcpQueue::<Large>::open(&dir.path().join("x"), Durability::Never).unwrap();
+    let max = u16::MAX as usize - HEADER_SIZE;
+    assert!(!q.alloc(max + 1));
+    assert!(q.alloc(max));
+    q.pending_body().fill(9);
+    q.push(1);
+    let frame = q.sendable();
+    assert_eq!(frame.len(), 65536, "padded to 8");
+    let h = MsgHeader::read_from_prefix(frame).unwrap().0.swap_wire::<Large>();
+    assert_eq!((h.size, h.msg_type), (u16::MAX, 1));
+    assert!(frame[HEADER_SIZE..u16::MAX as usize].iter().all(|&b| b == 9));
+    assert_eq!(frame[u16::MAX as usize], 0, "padding");
+}
+
+/// Right after opening, before any login, sending starts at the oldest
+/// queued message.
+#[test]
+fn sending_starts_at_the_oldest_message_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x");
+    let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+    for k in 1..=3 {
+        assert!(push(&mut q, k, &[k as u8; 8]));
+    }
+    drain(&mut q);
+    q.ack(2).unwrap();
+    drop(q);
+    let mut q = PtcpQueue::<Small>::open(&path, Durability::Never).unwrap();
+    assert_eq!(frames(&drain(&mut q)), vec![(3, 0, vec![3; 8])]);
+}
