@@ -253,6 +253,8 @@ struct Login {
     /// The server's end until the server takes the login.
     server_end: Option<End>,
     since: i64,
+    /// Started in a calm spell.
+    calm: bool,
 }
 
 /// What a run did, to show that the faults and paths happened.
@@ -292,6 +294,10 @@ struct Sim<'d> {
     login: Option<Login>,
     calm: bool,
     quiet: bool,
+    /// Logins started and finished in the current calm spell: one may be
+    /// needed to get over the storm; a second means a good link dropped
+    /// (no heartbeat, say).
+    calm_logins: u32,
     /// The last steps, for the report of a failure.
     trace: Vec<String>,
     /// All of the trace (replaying one seed) or only its tail.
@@ -316,6 +322,7 @@ impl<'d> Sim<'d> {
             login: None,
             calm: false,
             quiet: false,
+            calm_logins: 0,
             trace: Vec::new(),
             full_trace,
             stats: Stats::default(),
@@ -424,7 +431,8 @@ impl<'d> Sim<'d> {
             format!("client logs in (ack {}, seqs {}..{})", msg.ack_seq, msg.client_seq_start, msg.client_seq_end)
         });
         self.net = Some(net.clone());
-        self.login = Some(Login { net, msg, client_end, server_end: Some(server_end), since: self.now });
+        self.login =
+            Some(Login { net, msg, client_end, server_end: Some(server_end), since: self.now, calm: self.calm });
     }
 
     /// Moves a login on: the server takes it once it arrived, the client
@@ -465,7 +473,7 @@ impl<'d> Sim<'d> {
         if !login.net.read_exact(0, &mut frame) {
             return;
         }
-        let Some(Login { msg, client_end, .. }) = self.login.take() else { return };
+        let Some(Login { msg, client_end, calm: calm_login, .. }) = self.login.take() else { return };
         let Some(client) = &mut self.client else { return };
         let rsp = match LoginRspMsg::<SimConf>::decode(&frame) {
             Ok(rsp) => rsp,
@@ -478,6 +486,7 @@ impl<'d> Sim<'d> {
         let outcome = match result {
             Ok(()) => {
                 self.stats.logins += 1;
+                self.calm_logins += calm_login as u32;
                 if new_day {
                     self.model.client_new_day();
                     "logged in to a server it did not know".to_string()
@@ -590,6 +599,10 @@ impl<'d> Sim<'d> {
             self.step();
         }
         (self.calm, self.quiet) = (false, false);
+        if self.calm_logins > 1 && self.model.violation.is_none() {
+            self.model.fail(format!("a good link dropped: {} logins in one calm spell", self.calm_logins));
+        }
+        self.calm_logins = 0;
         for side in [C, S] {
             let (pushed, popped) = (self.model.pushed[side].len(), self.model.popped[side]);
             if popped != pushed && self.model.violation.is_none() {
