@@ -93,10 +93,13 @@ pub struct OursServer {
     _dir: tempfile::TempDir,
 }
 
-/// The names of this process's bench server and client.
+/// Names for a new bench server and client: of this process, and of this
+/// pair alone, so no two cases of a run share a queue file or shm object.
 pub fn names() -> (String, String) {
+    static PAIRS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let tag = std::process::id() % 100_000;
-    (format!("bsrv{tag}"), format!("bcli{tag}"))
+    let pair = PAIRS.fetch_add(1, Relaxed) % 1000;
+    (format!("bsrv{tag}p{pair}"), format!("bcli{tag}p{pair}"))
 }
 
 impl OursServer {
