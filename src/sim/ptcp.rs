@@ -95,18 +95,36 @@ fn msg_type(k: usize) -> u16 {
 struct Sent {
     msg_type: u16,
     body: Vec<u8>,
-    /// The server's day it was pushed on.
-    day: u32,
+}
+
+/// Messages one side pushed into one queue, and how many the peer popped.
+#[derive(Default)]
+struct Queue {
+    /// Every message pushed that is still promised, in order.
+    sent: Vec<Sent>,
+    popped: usize,
+}
+
+impl Queue {
+    /// Forgets the unpopped messages (the protocol discarded them).
+    fn discard_unpopped(&mut self) {
+        self.sent.truncate(self.popped);
+    }
+
+    fn all_popped(&self) -> bool {
+        self.popped == self.sent.len()
+    }
 }
 
 /// The reference: what each side pushed, and how many of them the other
-/// side popped.
+/// side popped. The client has one queue to the server; the server has one
+/// per name it ran under (a queue file per name), and the client reads the
+/// one of the server it is logged in to.
 #[derive(Default)]
 struct Model {
-    /// `pushed[side]`: every message `side` pushed that is still promised.
-    pushed: [Vec<Sent>; 2],
-    /// `popped[side]`: how many of `pushed[side]` the peer popped.
-    popped: [usize; 2],
+    client: Queue,
+    /// The server's queues, by day.
+    server: std::collections::BTreeMap<u32, Queue>,
     /// Messages each side ever pushed: numbers their bodies, never reused.
     serial: [usize; 2],
     /// The server's day: its name is `sims<day>`.
@@ -124,31 +142,59 @@ impl Model {
         self.violation.get_or_insert(why);
     }
 
+    /// The queue `side` pushes into; `day` names the server's.
+    fn queue(&mut self, side: usize, day: u32) -> &mut Queue {
+        if side == C {
+            &mut self.client
+        } else {
+            self.server.entry(day).or_default()
+        }
+    }
+
     /// A new message from `side` of `len` bytes: its type and body.
     fn make(&mut self, side: usize, len: usize) -> Sent {
         let k = self.serial[side];
         self.serial[side] += 1;
-        Sent { msg_type: msg_type(k), body: body(side, k, len), day: self.day }
+        Sent { msg_type: msg_type(k), body: body(side, k, len) }
     }
 
     /// The server took a login from a client that last knew another server
-    /// (a new day) or none: the protocol discards what is unpopped in the
-    /// server's queue, except at the client's first login ever, where what
-    /// this server name pushed (after logins the client did not finish)
-    /// stays promised. A client that knew another server may have popped it
+    /// (a new day) or none: the protocol discards what is unpopped in this
+    /// name's queue, except at the client's first login ever, where what
+    /// this name pushed (after logins the client did not finish) stays
+    /// promised. A client that knew another server may have popped it
     /// already. What the server pushes from now on is promised.
     fn server_new_day(&mut self, first_ever: bool) {
-        let (day, popped) = (self.day, self.popped[S]);
-        let tail = self.pushed[S].split_off(popped);
-        self.pushed[S].extend(tail.into_iter().filter(|m| first_ever && m.day == day));
+        if !first_ever {
+            let day = self.day;
+            self.queue(S, day).discard_unpopped();
+        }
     }
 
-    /// The client finished a login to a server it did not know last: it
-    /// discards what is unpopped in its own queue.
-    fn client_new_day(&mut self) {
-        let popped = self.popped[C];
-        self.pushed[C].truncate(popped);
+    /// The client finished a login to the server of `day`: on a new day it
+    /// discards what is unpopped in its own queue; either way the other
+    /// names' queues are out of its reach (going back to one is a new day
+    /// for that server, which empties it).
+    fn client_logged_in(&mut self, day: u32, new_day: bool) {
+        if new_day {
+            self.client.discard_unpopped();
+        }
+        for (d, q) in &mut self.server {
+            if *d != day {
+                q.discard_unpopped();
+            }
+        }
     }
+
+    /// Whether everything promised was popped.
+    fn all_popped(&self) -> bool {
+        self.client.all_popped() && self.server.values().all(Queue::all_popped)
+    }
+}
+
+/// The day of a server by its name.
+fn day_of(name: &str) -> u32 {
+    name.trim_start_matches("sims").parse().unwrap_or(u32::MAX)
 }
 
 /// The handlers of both sides: check each delivery against the model, then
@@ -167,13 +213,15 @@ struct Hands<'a> {
 impl Hands<'_> {
     fn on_msg(&mut self, conn: &mut Connection<SimConf>, msg: Msg<'_>) {
         let from = 1 - self.side;
-        let k = self.model.popped[from];
-        match self.model.pushed[from].get(k) {
-            None => return self.model.fail(format!("side {} got a message {from} never pushed (#{k})", self.side)),
+        let day = day_of(conn.remote_name());
+        let queue = self.model.queue(from, day);
+        let k = queue.popped;
+        let broken = match queue.sent.get(k) {
+            None => Some(format!("side {} got a message {from} never pushed (#{k})", self.side)),
             Some(m) if m.msg_type != msg.msg_type() || m.body[..] != msg.body()[..] => {
                 let got = (msg.msg_type(), msg.body().len());
                 let same_size = got == (m.msg_type, m.body.len());
-                return self.model.fail(format!(
+                Some(format!(
                     "side {} expected #{k} (type {}, {} bytes), got type {} with {} bytes{}",
                     self.side,
                     m.msg_type,
@@ -181,9 +229,12 @@ impl Hands<'_> {
                     got.0,
                     got.1,
                     if same_size { " that differ" } else { "" }
-                ));
+                ))
             }
-            Some(_) => {}
+            Some(_) => None,
+        };
+        if let Some(why) = broken {
+            return self.model.fail(why);
         }
         self.model.delivered += 1;
         let choice = self.rng.below(8);
@@ -201,8 +252,9 @@ impl Hands<'_> {
                 } else {
                     slot.push(m.msg_type);
                 }
-                self.model.popped[from] += 1;
-                self.model.pushed[self.side].push(m);
+                self.model.queue(from, day).popped += 1;
+                let today = self.model.day;
+                self.model.queue(self.side, today).sent.push(m);
                 return;
             }
             if !self.calm {
@@ -210,7 +262,7 @@ impl Hands<'_> {
             }
         }
         conn.pop();
-        self.model.popped[from] += 1;
+        self.model.queue(from, day).popped += 1;
     }
 }
 
@@ -358,7 +410,8 @@ impl<'d> Sim<'d> {
         let len =
             if self.rng.chance(1, 16) { self.rng.range(0, SimConf::TCP_QUEUE_SIZE) } else { self.rng.range(0, 64) };
         let more = self.rng.chance(1, 3);
-        let k = self.model.pushed[side].len();
+        let day = self.model.day;
+        let k = self.model.queue(side, day).sent.len();
         let m = self.model.make(side, len);
         let mut pushed = false;
         let mut push = |conn: &mut Connection<SimConf>| {
@@ -386,7 +439,7 @@ impl<'d> Sim<'d> {
         }
         if pushed {
             self.note(|| format!("{} pushes #{k} ({len} bytes{})", name(side), if more { ", more" } else { "" }));
-            self.model.pushed[side].push(m);
+            self.model.queue(side, day).sent.push(m);
         }
     }
 
@@ -480,14 +533,14 @@ impl<'d> Sim<'d> {
         };
         let mut hands =
             Hands { side: C, model: &mut self.model, rng: &mut self.rng, calm: self.calm, quiet: self.quiet, now };
-        let new_day = rsp.server_name != msg.last_server_name;
+        let (new_day, rsp_day) = (rsp.server_name != msg.last_server_name, day_of(&rsp.server_name));
         let result = client.finish_login(&msg, Wire::Sim(client_end), rsp, &mut hands);
         let outcome = match result {
             Ok(()) => {
                 self.stats.logins += 1;
                 self.calm_logins += calm_login as u32;
+                self.model.client_logged_in(rsp_day, new_day);
                 if new_day {
-                    self.model.client_new_day();
                     "logged in to a server it did not know".to_string()
                 } else {
                     "logged in".to_string()
@@ -602,15 +655,19 @@ impl<'d> Sim<'d> {
             self.model.fail(format!("a good link dropped: {} logins in one calm spell", self.calm_logins));
         }
         self.calm_logins = 0;
-        for side in [C, S] {
-            let (pushed, popped) = (self.model.pushed[side].len(), self.model.popped[side]);
-            if popped != pushed && self.model.violation.is_none() {
-                self.model.fail(format!(
-                    "stall: after a calm spell of {CALM_TIME}, {} pushed {pushed} and {} popped only {popped}",
-                    name(side),
-                    name(1 - side)
-                ));
-            }
+        if !self.model.all_popped() && self.model.violation.is_none() {
+            let q = &self.model.client;
+            let (cp, cs) = (q.popped, q.sent.len());
+            let server: Vec<String> = self
+                .model
+                .server
+                .iter()
+                .map(|(d, q)| format!("{}: {}/{}", server_name(*d), q.popped, q.sent.len()))
+                .collect();
+            self.model.fail(format!(
+                "stall: after a calm spell of {CALM_TIME}, popped/pushed: client {cp}/{cs}, server {}",
+                server.join(", ")
+            ));
         }
     }
 }

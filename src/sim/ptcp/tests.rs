@@ -87,7 +87,7 @@ fn what_the_server_pushed_after_a_first_login_the_client_gave_up_on_is_delivered
     assert!(sim.login.as_ref().is_some_and(|l| l.server_end.is_none()), "the server took the login");
     sim.app_push(S);
     sim.app_push(S);
-    assert_eq!(sim.model.pushed[S].len(), 2);
+    assert_eq!(sim.model.queue(S, 0).sent.len(), 2);
     sim.now += LOGIN_TIMEOUT + 1;
     sim.advance_login();
     assert!(sim.login.is_none(), "the client gave up");
@@ -102,5 +102,5 @@ fn what_the_server_pushed_after_a_first_login_the_client_gave_up_on_is_delivered
         sim.poll(C);
     }
     assert_eq!(sim.model.violation, None);
-    assert_eq!(sim.model.popped[S], 2, "the client got both messages");
+    assert_eq!(sim.model.queue(S, 0).popped, 2, "the client got both messages");
 }
