@@ -250,49 +250,52 @@ impl<C: Conf> Connection<C> {
     /// that mode). Shm mode returns the receiving end of the peer's queue.
     pub(crate) fn open(&mut self, use_shm: bool) -> Result<Option<ShmReceiver>, Error> {
         if use_shm {
-            let send = shm_path(&self.local_name, &self.remote_name);
-            let recv = shm_path(&self.remote_name, &self.local_name);
-            let corrupt = |path: &Path| Error::FileCorrupt {
-                path: path.to_owned(),
-                detail: "shm queue indices are impossible".into(),
-            };
-            let mut rx = ShmReceiver::new(ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&recv))?;
-            if !matches!(self.tx, Tx::Shm(_)) {
-                let tx =
-                    ShmSender::new(ShmRegion::open_producer(&send, C::SHM_QUEUE_SIZE)?).map_err(|_| corrupt(&send))?;
-                self.tx = Tx::Shm(tx);
-            }
-            if let Tx::Shm(tx) = &self.tx {
-                // A crash may have fallen between replies and their pop.
-                rx.catch_up(tx.consumed());
-            }
-            Ok(Some(rx))
-        } else {
-            if !matches!(self.tx, Tx::Tcp { .. }) {
-                let queue = PtcpQueue::open(&self.ptcp_file(), self.durability)?;
-                self.tx = Tx::Tcp { queue, link: None };
-            }
-            Ok(None)
+            return self.open_shm(false).map(Some);
         }
+        if !matches!(self.tx, Tx::Tcp { .. }) {
+            let queue = PtcpQueue::open(&self.ptcp_file(), self.durability)?;
+            self.tx = Tx::Tcp { queue, link: None };
+        }
+        Ok(None)
     }
 
     /// Opens the shared-memory queues emptied (the server, at a new day's
-    /// login, while the client waits for the answer, so no end is in use):
-    /// both objects are zeroed before they are read, so a reset a crash cut
-    /// short, whose indices no queue can have, is finished by the next one
-    /// instead of refusing every login. Returns the receiving end.
+    /// login, while the client waits for the answer, so no end is in use).
+    /// Returns the receiving end.
     pub(crate) fn open_shm_emptied(&mut self) -> Result<ShmReceiver, Error> {
+        self.open_shm(true)
+    }
+
+    /// Opens the shared-memory queues, keeping a producer end already open
+    /// unless `emptied`. Emptied objects are zeroed before they are read, so
+    /// a reset a crash cut short, whose indices no queue can have, is
+    /// finished by the next one instead of refusing every login.
+    fn open_shm(&mut self, emptied: bool) -> Result<ShmReceiver, Error> {
         let send = shm_path(&self.local_name, &self.remote_name);
         let recv = shm_path(&self.remote_name, &self.local_name);
-        self.tx = Tx::Unopened; // lets go of the producer end's lock
-        let mut send_region = ShmRegion::open_producer(&send, C::SHM_QUEUE_SIZE)?;
+        let corrupt = |path: &Path| Error::FileCorrupt {
+            path: path.to_owned(),
+            detail: "shm queue indices are impossible".into(),
+        };
+        if emptied {
+            self.tx = Tx::Unopened; // lets go of the producer end's lock
+        }
         let mut recv_region = ShmRegion::open(&recv, C::SHM_QUEUE_SIZE)?;
-        send_region.zero();
-        recv_region.zero();
-        let zeroed = |path: &Path| Error::FileCorrupt { path: path.to_owned(), detail: "not empty once zeroed".into() };
-        let tx = ShmSender::new(send_region).map_err(|_| zeroed(&send))?;
-        let rx = ShmReceiver::new(recv_region).map_err(|_| zeroed(&recv))?;
-        self.tx = Tx::Shm(tx);
+        if !matches!(self.tx, Tx::Shm(_)) {
+            let mut send_region = ShmRegion::open_producer(&send, C::SHM_QUEUE_SIZE)?;
+            if emptied {
+                send_region.zero();
+            }
+            self.tx = Tx::Shm(ShmSender::new(send_region).map_err(|_| corrupt(&send))?);
+        }
+        if emptied {
+            recv_region.zero();
+        }
+        let mut rx = ShmReceiver::new(recv_region).map_err(|_| corrupt(&recv))?;
+        if let Tx::Shm(tx) = &self.tx {
+            // A crash may have fallen between replies and their pop.
+            rx.catch_up(tx.consumed());
+        }
         Ok(rx)
     }
 

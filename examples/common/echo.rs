@@ -41,30 +41,20 @@ pub use sys::{now_ns, pin};
 
 const SECOND: i64 = 1_000_000_000;
 
-/// The echo client's configuration: the C++ test pair's `ClientConf`
-/// (`test/echo_client.cc` and `test/common.h` in MengRao/tcpshm), times in
-/// ns, so either side of the pair can be swapped for the C++ one.
-pub struct EchoClientConf;
+/// The echo pair's configuration: the C++ test pair's (`test/common.h`,
+/// `test/echo_client.cc`, `test/echo_server.cc` in MengRao/tcpshm), times in
+/// ns, so either side can be swapped for the C++ one. The two sides differ
+/// only in their TCP queue: `QUEUE` bytes.
+pub struct EchoConf<const QUEUE: usize>;
 
-impl Conf for EchoClientConf {
+/// The client's side: a 2000-byte TCP queue (the C++ `ClientConf`).
+pub type EchoClientConf = EchoConf<2000>;
+/// The server's side: a 3000-byte TCP queue (the C++ `ServerConf`).
+pub type EchoServerConf = EchoConf<3000>;
+
+impl<const QUEUE: usize> Conf for EchoConf<QUEUE> {
     const SHM_QUEUE_SIZE: usize = 1 << 20;
-    const TCP_QUEUE_SIZE: usize = 2000;
-    const TCP_RECV_BUF_INIT_SIZE: usize = 1000;
-    const TCP_RECV_BUF_MAX_SIZE: usize = 2000;
-    const CONNECTION_TIMEOUT: i64 = 10 * SECOND;
-    const HEARTBEAT_INTERVAL: i64 = 3 * SECOND;
-    type LoginUserData = u8;
-    type LoginRspUserData = u8;
-    type ConnectionUserData = ();
-}
-
-/// The echo server's configuration: the C++ test pair's `ServerConf`
-/// (`test/echo_server.cc`), times in ns.
-pub struct EchoServerConf;
-
-impl Conf for EchoServerConf {
-    const SHM_QUEUE_SIZE: usize = 1 << 20;
-    const TCP_QUEUE_SIZE: usize = 3000;
+    const TCP_QUEUE_SIZE: usize = QUEUE;
     const TCP_RECV_BUF_INIT_SIZE: usize = 1000;
     const TCP_RECV_BUF_MAX_SIZE: usize = 2000;
     const CONNECTION_TIMEOUT: i64 = 10 * SECOND;

@@ -29,8 +29,7 @@
 //! may overwrite messages its consumer has not read. Replace a Rust server by
 //! a C++ one only on drained queues (or after a reset).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::Path;
 #[cfg(not(tcpshm_loom))]
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -142,17 +141,10 @@ impl ShmRegion {
     }
 
     fn open_file(path: &Path, queue_size: usize) -> Result<(Self, File), Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            // The queue carries the application's messages: its owner only
-            // (the C++ original creates them 0666; a peer of another user
-            // needs the object made for it, or a umask/ACL of the operator's).
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::file("open shm", path, e))?;
+        // The queue carries the application's messages: its owner only
+        // (the C++ original creates them 0666; a peer of another user needs
+        // the object made for it, or a umask/ACL of the operator's).
+        let file = crate::files::private_options().open(path).map_err(|e| Error::file("open shm", path, e))?;
         let want = (queue_size + TRAILER) as u64;
         let len = file.metadata().map_err(|e| Error::file("stat shm", path, e))?.len();
         if len == 0 {
@@ -421,7 +413,7 @@ mod tests {
     fn a_mapping_of_the_wrong_length_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.shm");
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
         for len in [0, 100, 256 + TRAILER - 1, 256 + TRAILER + 64] {
             file.set_len(len as u64).unwrap();
             let err = ShmRegion::map(&file, &path, 256).err().unwrap_or_else(|| panic!("{len} bytes mapped"));
