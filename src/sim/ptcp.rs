@@ -43,6 +43,7 @@ use crate::connection::Connection;
 use crate::error::Error;
 use crate::msg::{LoginLayout, LoginMsg, LoginRspMsg, Msg, SeqMismatch};
 use crate::ptcp::wire::Wire;
+use crate::ptcp::Durability;
 use crate::server::{ServerHandler, TcpShmServer};
 
 /// Small queues and buffers, so rings wrap, queues fill and buffers grow
@@ -349,6 +350,9 @@ struct Sim<'d> {
     /// needed to get over the storm; a second means a good link dropped
     /// (no heartbeat, say).
     calm_logins: u32,
+    /// The seed's durability policy: one seed in 64 flushes every push (an
+    /// msync per push and pop: slow), so `publish_durably` runs under the same faults.
+    durability: Durability,
     /// The last steps, for the report of a failure.
     trace: Vec<String>,
     /// All of the trace (replaying one seed) or only its tail.
@@ -374,6 +378,7 @@ impl<'d> Sim<'d> {
             calm: false,
             quiet: false,
             calm_logins: 0,
+            durability: if seed % 64 == 63 { Durability::EveryPush } else { Durability::Never },
             trace: Vec::new(),
             full_trace,
             stats: Stats::default(),
@@ -389,14 +394,14 @@ impl<'d> Sim<'d> {
     }
 
     fn start_client(&mut self) {
-        match TcpShmClient::new(CLIENT, self.dir) {
+        match TcpShmClient::with_durability(CLIENT, self.dir, self.durability) {
             Ok(c) => self.client = Some(c),
             Err(e) => self.model.fail(format!("client restart: {e}")),
         }
     }
 
     fn start_server(&mut self) {
-        match TcpShmServer::new(&server_name(self.model.day), self.dir) {
+        match TcpShmServer::with_durability(&server_name(self.model.day), self.dir, self.durability) {
             Ok(s) => self.server = Some(s),
             Err(e) => self.model.fail(format!("server restart: {e}")),
         }
